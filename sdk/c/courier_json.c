@@ -307,39 +307,39 @@ static bool buf_reserve(courier_json_buf *b, size_t more) {
     return true;
 }
 
-static void buf_bytes(courier_json_buf *b, const void *bytes, size_t len) {
+void courier_json_buf_bytes(courier_json_buf *b, const void *bytes, size_t len) {
     if (!buf_reserve(b, len)) return;
     memcpy(b->ptr + b->len, bytes, len);
     b->len += len;
 }
 
 void courier_json_buf_raw(courier_json_buf *b, const char *text) {
-    buf_bytes(b, text, strlen(text));
+    courier_json_buf_bytes(b, text, strlen(text));
 }
 
 void courier_json_buf_string(courier_json_buf *b, const char *s, size_t len) {
     static const char hex[] = "0123456789abcdef";
-    buf_bytes(b, "\"", 1);
+    courier_json_buf_bytes(b, "\"", 1);
     for (size_t i = 0; i < len; i++) {
         uint8_t c = (uint8_t)s[i];
         switch (c) {
-        case '"': buf_bytes(b, "\\\"", 2); break;
-        case '\\': buf_bytes(b, "\\\\", 2); break;
-        case '\n': buf_bytes(b, "\\n", 2); break;
-        case '\r': buf_bytes(b, "\\r", 2); break;
-        case '\t': buf_bytes(b, "\\t", 2); break;
-        case '\b': buf_bytes(b, "\\b", 2); break;
-        case '\f': buf_bytes(b, "\\f", 2); break;
+        case '"': courier_json_buf_bytes(b, "\\\"", 2); break;
+        case '\\': courier_json_buf_bytes(b, "\\\\", 2); break;
+        case '\n': courier_json_buf_bytes(b, "\\n", 2); break;
+        case '\r': courier_json_buf_bytes(b, "\\r", 2); break;
+        case '\t': courier_json_buf_bytes(b, "\\t", 2); break;
+        case '\b': courier_json_buf_bytes(b, "\\b", 2); break;
+        case '\f': courier_json_buf_bytes(b, "\\f", 2); break;
         default:
             if (c < 0x20) {
                 char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
-                buf_bytes(b, esc, sizeof esc);
+                courier_json_buf_bytes(b, esc, sizeof esc);
             } else {
-                buf_bytes(b, &s[i], 1);
+                courier_json_buf_bytes(b, &s[i], 1);
             }
         }
     }
-    buf_bytes(b, "\"", 1);
+    courier_json_buf_bytes(b, "\"", 1);
 }
 
 void courier_json_buf_free(courier_json_buf *b) {

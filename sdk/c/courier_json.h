@@ -54,8 +54,10 @@ typedef struct {
     bool failed; /* set when an allocation failed; later appends do nothing */
 } courier_json_buf;
 
-/* Appends raw bytes (for punctuation such as `{`, `,`, `:`). */
+/* Appends NUL-terminated text as it is (for punctuation such as `{`, `,`, `:`). */
 void courier_json_buf_raw(courier_json_buf *b, const char *text);
+/* Appends bytes[0..len) as they are. */
+void courier_json_buf_bytes(courier_json_buf *b, const void *bytes, size_t len);
 /* Appends s[0..len) as a quoted JSON string, escaping `"`, `\` and control characters. */
 void courier_json_buf_string(courier_json_buf *b, const char *s, size_t len);
 /* Frees the buffer's memory and resets it. */
