@@ -1,0 +1,151 @@
+//! The compiled-artifact cache: a component compiled once is kept on disk as
+//! `<cache_dir>/<sha256 of the component>-<engine hash>.cwasm` and memory-mapped on later loads,
+//! so loading a known component never recompiles it.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use crate::error::LoadError;
+
+/// How a plugin's compiled code was obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadStats {
+    /// The component was compiled by this load (a cache miss, a corrupt or incompatible cache
+    /// entry, or no cache configured); `false` when it was read from the cache.
+    pub compiled: bool,
+    /// The cache entry for this component, when a cache is configured.
+    pub cache_file: Option<PathBuf>,
+    /// The SHA-256 of the component's bytes, in hex.
+    pub sha256: String,
+    /// Time spent compiling or reading the cache.
+    pub duration: Duration,
+}
+
+/// Where compiled components live, for one engine configuration.
+pub(crate) struct ComponentCache {
+    dir: Option<PathBuf>,
+    /// Hex digest of the engine's compatibility hash: part of every key, so that a component
+    /// compiled by another wasmtime version or configuration is never loaded.
+    engine_key: String,
+}
+
+impl ComponentCache {
+    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> ComponentCache {
+        let mut hasher = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_key = hex::encode(&hasher.0.finalize()[..8]);
+        ComponentCache { dir, engine_key }
+    }
+
+    /// The compiled component for `bytes`, from the cache when possible. A cache entry that
+    /// cannot be used (corrupt, truncated, incompatible) is replaced, never an error.
+    pub fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<(Component, LoadStats), LoadError> {
+        let started = Instant::now();
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let Some(dir) = &self.dir else {
+            let component = compile(engine, bytes)?;
+            let stats = LoadStats {
+                compiled: true,
+                cache_file: None,
+                sha256,
+                duration: started.elapsed(),
+            };
+            return Ok((component, stats));
+        };
+        let path = dir.join(format!("{sha256}-{}.cwasm", self.engine_key));
+        if path.exists() {
+            match deserialize(engine, &path) {
+                Ok(component) => {
+                    let stats = LoadStats {
+                        compiled: false,
+                        cache_file: Some(path),
+                        sha256,
+                        duration: started.elapsed(),
+                    };
+                    return Ok((component, stats));
+                }
+                Err(error) => tracing::warn!(
+                    path = %path.display(),
+                    "unusable compiled-plugin cache entry, recompiling: {error:#}"
+                ),
+            }
+        }
+        let component = compile(engine, bytes)?;
+        match component.serialize() {
+            Ok(compiled) => {
+                if let Err(error) = write_atomically(&path, &compiled) {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "cannot write the compiled-plugin cache entry: {error}"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!("cannot serialize a compiled plugin: {error:#}"),
+        }
+        let stats = LoadStats {
+            compiled: true,
+            cache_file: Some(path),
+            sha256,
+            duration: started.elapsed(),
+        };
+        Ok((component, stats))
+    }
+}
+
+fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
+    Component::new(engine, bytes).map_err(|error| LoadError::Compile(format!("{error:#}")))
+}
+
+#[expect(
+    unsafe_code,
+    reason = "Component::deserialize_file trusts the file to be wasmtime's own output. Cache \
+              entries are written only by this module (whole, via rename), named after the \
+              engine's compatibility hash, and wasmtime still checks the header and engine \
+              compatibility before use."
+)]
+fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: see the `expect` reason above.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+/// Writes `bytes` to a temporary file next to `path`, then renames it over `path`, so readers
+/// see either no file or a complete one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(
+        ".{file_name}.{}.{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
+
+/// Feeds a `Hash` implementation into SHA-256.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}

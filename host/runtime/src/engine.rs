@@ -1,0 +1,97 @@
+//! The one wasmtime `Engine` of a runtime: pooling allocator sized from [`RuntimeConfig`],
+//! epoch interruption driven by a ticker thread that stops when the runtime is dropped.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::error::RuntimeError;
+
+/// How a [`crate::Runtime`] is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Where compiled components are kept between runs (`None`: compile on every load).
+    pub cache_dir: Option<PathBuf>,
+    /// How many plugin instances may exist at once, all plugins together. The pooling
+    /// allocator reserves address space for this many up front.
+    pub max_instances: u32,
+    /// The most linear memory one instance may have; every plugin's
+    /// [`crate::Limits::memory_bytes`] must be at most this. Each pooled memory slot reserves
+    /// this much address space (plus a guard region).
+    pub max_memory_bytes: u64,
+    /// How often the epoch advances: the granularity of call deadlines.
+    pub epoch_tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    /// No disk cache, 1000 instances, 256 MiB per instance, a 10 ms tick.
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: None,
+            max_instances: 1000,
+            max_memory_bytes: 256 << 20,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// Core instances, memories and tables per component instance the pool provides for, on
+/// average: a Rust component has about three core instances, one memory and two tables;
+/// components of interpreted languages have more.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 4;
+const TABLE_ELEMENTS: usize = 50_000;
+
+pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeError> {
+    if config.max_instances == 0 {
+        return Err(RuntimeError::Engine(
+            "max_instances must be at least 1".to_string(),
+        ));
+    }
+    let max_memory = usize::try_from(config.max_memory_bytes)
+        .map_err(|_| RuntimeError::Engine("max_memory_bytes is too large".to_string()))?;
+    let instances = config.max_instances;
+    let mut pooling = PoolingAllocationConfig::new();
+    pooling
+        .total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
+        .total_stacks(instances)
+        .max_memory_size(max_memory)
+        .table_elements(TABLE_ELEMENTS);
+
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_reservation(config.max_memory_bytes)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    Engine::new(&wasm).map_err(|error| RuntimeError::Engine(format!("{error:#}")))
+}
+
+/// Advances the engine's epoch every tick until dropped.
+pub(crate) struct EpochTicker {
+    _stop: mpsc::Sender<()>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: EngineWeak, tick: Duration) -> Result<EpochTicker, RuntimeError> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("courier-epoch".to_string())
+            .spawn(move || {
+                // Ends when the sender is dropped (the runtime is gone) or the engine is.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(RuntimeError::Ticker)?;
+        Ok(EpochTicker { _stop: stop })
+    }
+}

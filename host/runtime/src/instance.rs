@@ -1,0 +1,286 @@
+//! One instance of a plugin: its `Store` (WASI context, HTTP hooks, memory limiter, deadline)
+//! and its typed exports, and how a call on it runs and fails.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::bindings::{
+    DestinationPlugin, DestinationPluginPre, HandlerPlugin, HandlerPluginPre, wit,
+};
+use crate::call_context::CallContext;
+use crate::error::Crash;
+use crate::http_grants::{HttpHooks, HttpPolicy};
+use crate::limits::{Deadline, Limits, MemoryLimiter};
+use crate::logs::{CallTags, LogMode, LogSource};
+use crate::stdio::{CallSlot, GuestOutput};
+
+/// What all instances of one loaded plugin share.
+pub(crate) struct PluginShared {
+    /// The name log lines are tagged with.
+    pub label: Arc<str>,
+    pub config: BTreeMap<String, String>,
+    pub http: Arc<HttpPolicy>,
+    pub limits: Limits,
+    pub log_mode: LogMode,
+}
+
+/// The `T` of every plugin `Store`.
+pub(crate) struct InstanceState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http_ctx: WasiHttpCtx,
+    http_hooks: HttpHooks,
+    limiter: MemoryLimiter,
+    deadline: Deadline,
+    /// The call in progress (`None` between calls).
+    call: Option<Arc<CallContext>>,
+    /// The same call, as seen by the guest's output streams.
+    slot: CallSlot,
+    pub shared: Arc<PluginShared>,
+}
+
+impl InstanceState {
+    /// The call in progress. Host imports only run during a call; should one run outside, its
+    /// lines still reach `tracing`.
+    pub fn call(&mut self) -> Arc<CallContext> {
+        self.call
+            .get_or_insert_with(|| {
+                Arc::new(CallContext::new(
+                    self.shared.label.clone(),
+                    CallTags::default(),
+                    LogMode::Tracing,
+                ))
+            })
+            .clone()
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+/// A component pre-instantiated against the host's linker, typed by its world.
+#[derive(Clone)]
+pub(crate) enum PluginPre {
+    Handler(HandlerPluginPre<InstanceState>),
+    Destination(DestinationPluginPre<InstanceState>),
+}
+
+enum Exports {
+    Handler(HandlerPlugin),
+    Destination(DestinationPlugin),
+}
+
+/// A call into a plugin's exports.
+pub(crate) enum Request {
+    Describe,
+    Handle(wit::Delivery),
+    Deliver(Vec<wit::Delivery>),
+}
+
+/// What the plugin answered to a [`Request`].
+pub(crate) enum Response {
+    Info(wit::PluginInfo),
+    Outcome(wit::Outcome),
+    Outcomes(Vec<wit::Outcome>),
+}
+
+/// A live instance with its store.
+pub(crate) struct Instance {
+    store: Store<InstanceState>,
+    exports: Exports,
+    /// Calls served so far.
+    pub uses: u32,
+}
+
+impl PluginPre {
+    fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            PluginPre::Handler(pre) => pre.engine(),
+            PluginPre::Destination(pre) => pre.engine(),
+        }
+    }
+
+    /// Creates a store and instantiates the plugin in it, within `call`'s limits. On failure
+    /// the store is dropped and the failure classified.
+    pub async fn instantiate(
+        &self,
+        shared: &Arc<PluginShared>,
+        call: &Arc<CallContext>,
+    ) -> Result<Instance, Crash> {
+        let mut store = new_store(self.engine(), shared);
+        begin_call(&mut store, call);
+        let exports = match self {
+            PluginPre::Handler(pre) => pre.instantiate_async(&mut store).await.map(Exports::Handler),
+            PluginPre::Destination(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Destination),
+        };
+        match exports {
+            Ok(exports) => Ok(Instance {
+                store,
+                exports,
+                uses: 0,
+            }),
+            Err(error) => Err(classify(&store, &error)),
+        }
+    }
+}
+
+impl Instance {
+    /// Starts a call: binds `call` to the store and arms the deadline and memory record.
+    pub fn begin(&mut self, call: &Arc<CallContext>) {
+        begin_call(&mut self.store, call);
+    }
+
+    /// Runs `request`. The caller must have called [`Self::begin`].
+    pub async fn invoke(&mut self, request: Request) -> Result<Response, Crash> {
+        self.uses += 1;
+        let store = &mut self.store;
+        let result = match (&self.exports, request) {
+            (Exports::Handler(plugin), Request::Describe) => plugin
+                .courier_plugin_handler()
+                .call_describe(&mut *store)
+                .await
+                .map(Response::Info),
+            (Exports::Handler(plugin), Request::Handle(delivery)) => plugin
+                .courier_plugin_handler()
+                .call_handle(&mut *store, &delivery)
+                .await
+                .map(Response::Outcome),
+            (Exports::Destination(plugin), Request::Describe) => plugin
+                .courier_plugin_destination()
+                .call_describe(&mut *store)
+                .await
+                .map(Response::Info),
+            (Exports::Destination(plugin), Request::Deliver(batch)) => plugin
+                .courier_plugin_destination()
+                .call_deliver(&mut *store, &batch)
+                .await
+                .map(Response::Outcomes),
+            (Exports::Handler(_), Request::Deliver(_))
+            | (Exports::Destination(_), Request::Handle(_)) => {
+                unreachable!("the plugin module routes requests by kind")
+            }
+        };
+        result.map_err(|error| classify(store, &error))
+    }
+
+    /// Ends the call: unbinds it from the store.
+    pub fn end(&mut self) {
+        end_call(&mut self.store);
+    }
+}
+
+fn new_store(engine: &wasmtime::Engine, shared: &Arc<PluginShared>) -> Store<InstanceState> {
+    let slot = CallSlot::default();
+    let output = |source| GuestOutput {
+        slot: slot.clone(),
+        source,
+        plugin: shared.label.clone(),
+    };
+    // Deny by default: no preopened directories, no environment, no arguments, no sockets
+    // (outbound HTTP goes through `wasi:http` and its grants).
+    let wasi = WasiCtx::builder()
+        .stdout(output(LogSource::Stdout))
+        .stderr(output(LogSource::Stderr))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let state = InstanceState {
+        wasi,
+        table: ResourceTable::new(),
+        http_ctx: WasiHttpCtx::new(),
+        http_hooks: HttpHooks {
+            policy: shared.http.clone(),
+            call: None,
+        },
+        limiter: MemoryLimiter::new(shared.limits.memory_bytes),
+        deadline: Deadline::after(shared.limits.timeout),
+        call: None,
+        slot,
+        shared: shared.clone(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    // Every epoch tick during a call: trap past the deadline, otherwise yield to the async
+    // executor so a busy guest never monopolises a worker thread.
+    store.epoch_deadline_callback(|mut context| {
+        let deadline = &mut context.data_mut().deadline;
+        if std::time::Instant::now() >= deadline.at {
+            deadline.expired = true;
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}
+
+fn begin_call(store: &mut Store<InstanceState>, call: &Arc<CallContext>) {
+    let state = store.data_mut();
+    state.deadline = Deadline::after(state.shared.limits.timeout);
+    state.limiter.denied = false;
+    state.call = Some(call.clone());
+    state.http_hooks.call = Some(call.clone());
+    state.slot.set(Some(call.clone()));
+    store.set_epoch_deadline(1);
+}
+
+fn end_call(store: &mut Store<InstanceState>) {
+    let state = store.data_mut();
+    state.call = None;
+    state.http_hooks.call = None;
+    state.slot.set(None);
+}
+
+/// Turns a failed call into the crash it was: past the deadline → timeout; after a denied
+/// memory growth → memory kill; otherwise a trap with its message.
+fn classify(store: &Store<InstanceState>, error: &wasmtime::Error) -> Crash {
+    let state = store.data();
+    if state.deadline.expired {
+        return Crash::Timeout {
+            limit: state.shared.limits.timeout,
+        };
+    }
+    if state.limiter.denied {
+        return Crash::Memory {
+            limit_bytes: state.shared.limits.memory_bytes,
+        };
+    }
+    Crash::Trap {
+        message: trap_message(error),
+    }
+}
+
+fn trap_message(error: &wasmtime::Error) -> String {
+    let top = error.to_string();
+    let root = error.root_cause().to_string();
+    if top == root || top.contains(&root) {
+        top
+    } else {
+        format!("{root}\n{top}")
+    }
+}
