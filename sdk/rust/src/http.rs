@@ -165,22 +165,9 @@ impl Request {
             .map_err(|()| fail(HttpErrorKind::InvalidRequest, "no request body".into()))?;
 
         let future = outgoing_handler::handle(request, Some(options)).map_err(from_code)?;
-        {
-            let stream = body
-                .write()
-                .map_err(|()| fail(HttpErrorKind::InvalidRequest, "no body stream".into()))?;
-            for chunk in self.body.chunks(4096) {
-                stream.blocking_write_and_flush(chunk).map_err(|error| {
-                    stream_failure(
-                        error,
-                        from_code,
-                        |message| fail(HttpErrorKind::Connection, message),
-                    )
-                })?;
-            }
-        }
-        OutgoingBody::finish(body, None).map_err(from_code)?;
-
+        // A failure while sending the body is often the echo of the request failing as a
+        // whole (denied, refused): the response future says why, so it is asked first.
+        let body_failure = send_body(body, &self.body).err();
         let response = loop {
             match future.get() {
                 Some(Ok(Ok(response))) => break response,
@@ -194,6 +181,17 @@ impl Request {
                 None => future.subscribe().block(),
             }
         };
+        if let Some(failure) = body_failure {
+            return Err(match failure {
+                BodyFailure::Stream(error) => stream_failure(error, from_code, |message| {
+                    fail(HttpErrorKind::Connection, message)
+                }),
+                BodyFailure::Finish(code) => from_code(code),
+                BodyFailure::NoStream => {
+                    fail(HttpErrorKind::InvalidRequest, "no body stream".into())
+                }
+            });
+        }
         let status = response.status();
         let headers = {
             let fields = response.headers();
@@ -207,11 +205,9 @@ impl Request {
             .consume()
             .map_err(|()| fail(HttpErrorKind::Protocol, "no response body".into()))?;
         let (body, truncated) = read_body(&incoming, self.response_limit).map_err(|error| {
-            stream_failure(
-                error,
-                from_code,
-                |message| fail(HttpErrorKind::Connection, message),
-            )
+            stream_failure(error, from_code, |message| {
+                fail(HttpErrorKind::Connection, message)
+            })
         })?;
         drop(incoming);
         Ok(Response {
@@ -221,6 +217,26 @@ impl Request {
             truncated,
         })
     }
+}
+
+/// Why the request body did not go out.
+enum BodyFailure {
+    NoStream,
+    Stream(StreamError),
+    Finish(ErrorCode),
+}
+
+/// Writes the whole request body and finishes it.
+fn send_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), BodyFailure> {
+    {
+        let stream = body.write().map_err(|()| BodyFailure::NoStream)?;
+        for chunk in bytes.chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(BodyFailure::Stream)?;
+        }
+    }
+    OutgoingBody::finish(body, None).map_err(BodyFailure::Finish)
 }
 
 /// Reads the body up to `limit` bytes; says whether there was more.
