@@ -69,6 +69,13 @@ pub const OTHER_VERSION: &str = component!("other_version.wasm");
 /// `publish-then-retry`).
 pub const SDK_PROBE: &str = component!("sdk_probe.wasm");
 
+/// `plugins/webhook`: destination; queue `webhook` ← `email.sent`; config `url`, `secret`
+/// (`whsec_...`, several separated by spaces or commas), `mode` (`single` | `batch`),
+/// `timeout_ms`. POSTs each message (or the batch as a JSON array) signed with Standard
+/// Webhooks; 2xx ok, 408/425/429/5xx retry after `Retry-After`, 410 and other 4xx fatal,
+/// 3xx and connection failures retry, a host not granted fatal. See its README.
+pub const WEBHOOK: &str = component!("webhook.wasm");
+
 /// Every component above, by the name of its crate.
 pub fn all() -> &'static [(&'static str, &'static str)] {
     &[
@@ -84,6 +91,7 @@ pub fn all() -> &'static [(&'static str, &'static str)] {
         ("wrong-world", WRONG_WORLD),
         ("other-version", OTHER_VERSION),
         ("sdk-probe", SDK_PROBE),
+        ("webhook", WEBHOOK),
     ]
 }
 
