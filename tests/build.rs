@@ -6,6 +6,9 @@
 //! `wasm32-wasip2` into `target/guests`, a target directory of their own: the nested cargo
 //! never waits on the lock of the build that runs this script.
 
+#[path = "build_foreign.rs"]
+mod foreign;
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -119,6 +122,13 @@ fn main() {
     println!(
         "cargo:rustc-env=COURIER_GUEST_COMPONENTS_DIR={}",
         components.display()
+    );
+
+    // The plugins and test guests written in Python, JavaScript and C.
+    let foreign = foreign::build(&root);
+    println!(
+        "cargo:rustc-env=COURIER_FOREIGN_COMPONENTS_DIR={}",
+        foreign.display()
     );
 }
 

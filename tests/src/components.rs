@@ -76,6 +76,37 @@ pub const SDK_PROBE: &str = component!("sdk_probe.wasm");
 /// 3xx and connection failures retry, a host not granted fatal. See its README.
 pub const WEBHOOK: &str = component!("webhook.wasm");
 
+/// The absolute path of a component written in Python, JavaScript or C, built by
+/// `build.rs` with the scripts in `sdk/` (see `build_foreign.rs`).
+macro_rules! foreign_component {
+    ($file:literal) => {
+        concat!(env!("COURIER_FOREIGN_COMPONENTS_DIR"), "/", $file)
+    };
+}
+
+/// `plugins/welcome-email-py`: [`WELCOME_EMAIL`]'s contract in Python (componentize-py),
+/// named `welcome-email-py`.
+pub const WELCOME_EMAIL_PY: &str = foreign_component!("welcome_email_py.wasm");
+
+/// `plugins/welcome-email-js`: [`WELCOME_EMAIL`]'s contract in JavaScript
+/// (componentize-js), named `welcome-email-js`.
+pub const WELCOME_EMAIL_JS: &str = foreign_component!("welcome_email_js.wasm");
+
+/// `plugins/welcome-email-c`: [`WELCOME_EMAIL`]'s contract in C (clang, wasi-libc,
+/// wit-bindgen), named `welcome-email-c`.
+pub const WELCOME_EMAIL_C: &str = foreign_component!("welcome_email_c.wasm");
+
+/// `tests/guests-py/sandbox`: handler; queue `sandbox-py` ← `sandbox.probe`. Tries to read
+/// `/etc/passwd`, the environment and a TCP connection to 127.0.0.1:`port` (payload field,
+/// default 9); logs one line per attempt, `file: ...`, `env: ...`, `socket: ...`, each
+/// `denied: DETAIL` or `ALLOWED: DETAIL`; answers ok.
+pub const SANDBOX_PY: &str = foreign_component!("sandbox_py.wasm");
+
+/// `tests/guests-js/sandbox`: [`SANDBOX_PY`] in JavaScript (queue `sandbox-js`), through
+/// the WASI interfaces its world imports (`wasi:filesystem/preopens`,
+/// `wasi:cli/environment`, `wasi:sockets/tcp`).
+pub const SANDBOX_JS: &str = foreign_component!("sandbox_js.wasm");
+
 /// Every component above, by the name of its crate.
 pub fn all() -> &'static [(&'static str, &'static str)] {
     &[
@@ -92,6 +123,11 @@ pub fn all() -> &'static [(&'static str, &'static str)] {
         ("other-version", OTHER_VERSION),
         ("sdk-probe", SDK_PROBE),
         ("webhook", WEBHOOK),
+        ("welcome-email-py", WELCOME_EMAIL_PY),
+        ("welcome-email-js", WELCOME_EMAIL_JS),
+        ("welcome-email-c", WELCOME_EMAIL_C),
+        ("sandbox-py", SANDBOX_PY),
+        ("sandbox-js", SANDBOX_JS),
     ]
 }
 
