@@ -9,8 +9,8 @@
 //! log::write(log::Level::Debug, "plain text, no formatting");
 //! ```
 //!
-//! `println!` lines become log lines too (at the host's choice of level); these functions
-//! say the level explicitly and cost no stdout buffering.
+//! Lines printed with `println!` and `eprintln!` become log lines too (`info` and `warn`);
+//! these macros say the level explicitly.
 
 use crate::wit::host;
 
