@@ -36,10 +36,10 @@ pub(crate) mod destination_world {
     });
 }
 
+pub(crate) use destination_world::{DestinationPlugin, DestinationPluginPre};
 pub(crate) use handler_world::courier::plugin::host;
 pub(crate) use handler_world::courier::plugin::types as wit;
 pub(crate) use handler_world::{HandlerPlugin, HandlerPluginPre};
-pub(crate) use destination_world::{DestinationPlugin, DestinationPluginPre};
 
 /// The export names a plugin may implement, in the form they appear in a component.
 pub(crate) const HANDLER_EXPORT: &str = "courier:plugin/handler@0.1.0";

@@ -72,7 +72,8 @@ impl CallContext {
                 lines.push(line_text(&line));
             }
         }
-        for line in lines {
+        // Blank lines (such as the one a Rust panic message starts with) carry nothing.
+        for line in lines.into_iter().filter(|line| !line.trim().is_empty()) {
             self.log(output_level(source), source, line);
         }
     }
@@ -111,7 +112,7 @@ impl CallContext {
             )
         };
         for (source, rest) in [(LogSource::Stdout, stdout), (LogSource::Stderr, stderr)] {
-            if !rest.is_empty() {
+            if !rest.trim_ascii().is_empty() {
                 self.log(output_level(source), source, line_text(&rest));
             }
         }

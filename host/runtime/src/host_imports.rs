@@ -47,7 +47,9 @@ fn validate_follow_up(
         return Err(problem);
     }
     if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
-        return Err(format!("the payload of {name:?} is not valid JSON: {error}"));
+        return Err(format!(
+            "the payload of {name:?} is not valid JSON: {error}"
+        ));
     }
     let id = match options.id {
         Some(id) => Uuid::parse_str(&id)

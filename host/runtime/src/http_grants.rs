@@ -144,7 +144,10 @@ fn parse_grant(entry: &str) -> Result<Grant, String> {
         }
     };
     let port = port
-        .map(|port| port.parse::<u16>().map_err(|_| invalid("the port is not a number")))
+        .map(|port| {
+            port.parse::<u16>()
+                .map_err(|_| invalid("the port is not a number"))
+        })
         .transpose()?;
     let (host, subdomains) = match host.strip_prefix("*.") {
         Some(domain) => (domain, true),
@@ -271,7 +274,7 @@ impl WasiHttpHooks for HttpHooks {
                             stub_response(
                                 404,
                                 &[("content-type".into(), "text/plain".into())],
-                                format!("no stub for {method} {url}\n").into_bytes(),
+                                format!("no stub for {method} {url}").into_bytes(),
                             )
                         }
                     }?;

@@ -46,17 +46,14 @@ fn top_level_exports(bytes: &[u8]) -> Result<Vec<String>, LoadError> {
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|error| LoadError::Malformed(error.to_string()))?;
         match payload {
-            Payload::Version { encoding, .. } if depth == 0 => {
-                if encoding == Encoding::Module {
-                    return Err(LoadError::CoreModule);
-                }
+            Payload::Version { encoding, .. } if depth == 0 && encoding == Encoding::Module => {
+                return Err(LoadError::CoreModule);
             }
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentExportSection(section) if depth == 0 => {
                 for export in section {
-                    let export =
-                        export.map_err(|error| LoadError::Malformed(error.to_string()))?;
+                    let export = export.map_err(|error| LoadError::Malformed(error.to_string()))?;
                     exports.push(export.name.name.to_string());
                 }
             }

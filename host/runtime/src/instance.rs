@@ -16,7 +16,7 @@ use crate::call_context::CallContext;
 use crate::error::Crash;
 use crate::http_grants::{HttpHooks, HttpPolicy};
 use crate::limits::{Deadline, Limits, MemoryLimiter};
-use crate::logs::{CallTags, LogMode, LogSource};
+use crate::logs::{CallTags, LogLevel, LogMode, LogSource};
 use crate::stdio::{CallSlot, GuestOutput};
 
 /// What all instances of one loaded plugin share.
@@ -131,7 +131,10 @@ impl PluginPre {
         let mut store = new_store(self.engine(), shared);
         begin_call(&mut store, call);
         let exports = match self {
-            PluginPre::Handler(pre) => pre.instantiate_async(&mut store).await.map(Exports::Handler),
+            PluginPre::Handler(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Handler),
             PluginPre::Destination(pre) => pre
                 .instantiate_async(&mut store)
                 .await
@@ -143,7 +146,7 @@ impl PluginPre {
                 exports,
                 uses: 0,
             }),
-            Err(error) => Err(classify(&store, &error)),
+            Err(error) => Err(classify(&mut store, &error)),
         }
     }
 }
@@ -257,9 +260,10 @@ fn end_call(store: &mut Store<InstanceState>) {
 }
 
 /// Turns a failed call into the crash it was: past the deadline → timeout; after a denied
-/// memory growth → memory kill; otherwise a trap with its message.
-fn classify(store: &Store<InstanceState>, error: &wasmtime::Error) -> Crash {
-    let state = store.data();
+/// memory growth → memory kill; otherwise a trap with its message (the full error, with the
+/// WebAssembly backtrace, goes to the call's log as a host line).
+fn classify(store: &mut Store<InstanceState>, error: &wasmtime::Error) -> Crash {
+    let state = store.data_mut();
     if state.deadline.expired {
         return Crash::Timeout {
             limit: state.shared.limits.timeout,
@@ -270,17 +274,21 @@ fn classify(store: &Store<InstanceState>, error: &wasmtime::Error) -> Crash {
             limit_bytes: state.shared.limits.memory_bytes,
         };
     }
-    Crash::Trap {
-        message: trap_message(error),
-    }
-}
-
-fn trap_message(error: &wasmtime::Error) -> String {
-    let top = error.to_string();
-    let root = error.root_cause().to_string();
-    if top == root || top.contains(&root) {
-        top
-    } else {
-        format!("{root}\n{top}")
-    }
+    let message = error.root_cause().to_string();
+    let message = message
+        .strip_prefix("wasm trap: ")
+        .unwrap_or(&message)
+        .to_string();
+    // The error's context holds the WebAssembly backtrace.
+    let context: Vec<String> = error
+        .chain()
+        .take_while(|cause| cause.source().is_some())
+        .map(|cause| cause.to_string())
+        .collect();
+    state.call().log(
+        LogLevel::Error,
+        LogSource::Host,
+        format!("the plugin trapped: {message}\n{}", context.join("\n")),
+    );
+    Crash::Trap { message }
 }

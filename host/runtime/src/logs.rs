@@ -89,10 +89,7 @@ pub(crate) struct CallTags {
 /// Emits one plugin log line as a `tracing` event.
 pub(crate) fn emit_tracing(plugin: &str, tags: &CallTags, line: &LogLine) {
     let queue = tags.queue.as_deref().unwrap_or("");
-    let message_id = tags
-        .message_id
-        .map(|id| id.to_string())
-        .unwrap_or_default();
+    let message_id = tags.message_id.map(|id| id.to_string()).unwrap_or_default();
     let attempt = tags.attempt.unwrap_or(0);
     let source = line.source.as_str();
     let message = line.message.as_str();

@@ -33,7 +33,8 @@ mod tests {
 
     #[test]
     fn message_names() {
-        let check = |name: &str, valid: bool| assert_eq!(is_valid_message_name(name), valid, "{name}");
+        let check =
+            |name: &str, valid: bool| assert_eq!(is_valid_message_name(name), valid, "{name}");
         check("user.created", true);
         check("a-b_c.D9", true);
         check("user", false);

@@ -217,38 +217,38 @@ impl Plugin {
             instance.end();
             Ok::<_, Crash>((instance, fresh, response))
         };
-        let (result, instance_use) = match tokio::time::timeout(limit + BLOCKED_CALL_GRACE, run).await
-        {
-            // The future, and with it the instance, is dropped.
-            Err(_elapsed) => (
-                Err(CallError::Crashed(Crash::Timeout { limit })),
-                InstanceUse {
-                    fresh: false,
-                    calls: 0,
-                },
-            ),
-            Ok(Err(crash)) => (
-                Err(CallError::Crashed(crash)),
-                InstanceUse {
-                    fresh: true,
-                    calls: 0,
-                },
-            ),
-            Ok(Ok((instance, fresh, response))) => {
-                let instance_use = InstanceUse {
-                    fresh,
-                    calls: instance.uses,
-                };
-                match response {
-                    Ok(response) => {
-                        inner.pool.release(instance, lease);
-                        (convert(response), instance_use)
+        let (result, instance_use) =
+            match tokio::time::timeout(limit + BLOCKED_CALL_GRACE, run).await {
+                // The future, and with it the instance, is dropped.
+                Err(_elapsed) => (
+                    Err(CallError::Crashed(Crash::Timeout { limit })),
+                    InstanceUse {
+                        fresh: false,
+                        calls: 0,
+                    },
+                ),
+                Ok(Err(crash)) => (
+                    Err(CallError::Crashed(crash)),
+                    InstanceUse {
+                        fresh: true,
+                        calls: 0,
+                    },
+                ),
+                Ok(Ok((instance, fresh, response))) => {
+                    let instance_use = InstanceUse {
+                        fresh,
+                        calls: instance.uses,
+                    };
+                    match response {
+                        Ok(response) => {
+                            inner.pool.release(instance, lease);
+                            (convert(response), instance_use)
+                        }
+                        // A crashed instance is dropped here, never reused.
+                        Err(crash) => (Err(CallError::Crashed(crash)), instance_use),
                     }
-                    // A crashed instance is dropped here, never reused.
-                    Err(crash) => (Err(CallError::Crashed(crash)), instance_use),
                 }
-            }
-        };
+            };
         let CallBuffers {
             logs,
             published,

@@ -110,7 +110,11 @@ impl Runtime {
     /// Checks that `bytes` is a Courier plugin component, compiles it (or reads it from the
     /// compiled-artifact cache; compiling runs on tokio's blocking pool), links it, calls its
     /// `describe` and validates the answer.
-    pub async fn load(&self, bytes: Vec<u8>, settings: PluginSettings) -> Result<Plugin, LoadError> {
+    pub async fn load(
+        &self,
+        bytes: Vec<u8>,
+        settings: PluginSettings,
+    ) -> Result<Plugin, LoadError> {
         let shared = self.plugin_shared(&settings)?;
         let kind = plugin_kind(&bytes)?;
 

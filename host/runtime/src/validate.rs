@@ -19,7 +19,11 @@ pub(crate) fn check_info(info: &PluginInfo) -> Result<(), String> {
         return Err(format!("{:?} has an empty version", info.name));
     }
     for (index, subscription) in info.subscriptions.iter().enumerate() {
-        let what = format!("subscription {} (queue {:?})", index + 1, subscription.queue);
+        let what = format!(
+            "subscription {} (queue {:?})",
+            index + 1,
+            subscription.queue
+        );
         if !is_valid_part(&subscription.queue) {
             return Err(format!(
                 "{what}: the queue name must be letters, digits, `_` or `-`"
@@ -73,11 +77,20 @@ mod tests {
     #[test]
     fn infos() {
         check(info("welcome-email", "emails", "user", &["created"]), None);
-        check(info("", "emails", "user", &["created"]), Some("name is empty"));
+        check(
+            info("", "emails", "user", &["created"]),
+            Some("name is empty"),
+        );
         check(info("x", "", "user", &["created"]), Some("queue name"));
-        check(info("x", "e mails", "user", &["created"]), Some("queue name"));
+        check(
+            info("x", "e mails", "user", &["created"]),
+            Some("queue name"),
+        );
         check(info("x", "emails", "user.x", &["created"]), Some("topic"));
         check(info("x", "emails", "user", &[]), Some("no event names"));
-        check(info("x", "emails", "user", &["created", "a.b"]), Some("\"a.b\""));
+        check(
+            info("x", "emails", "user", &["created", "a.b"]),
+            Some("\"a.b\""),
+        );
     }
 }

@@ -38,7 +38,7 @@ pub struct TestArgs {
     pub queue: Option<String>,
     /// A configuration value for the plugin, `KEY=VALUE`; repeat for several.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub config: Vec<(String, String)>,
+    pub plugin_config: Vec<(String, String)>,
     /// A host the plugin may send HTTP requests to (`example.com`, `example.com:8443`,
     /// `*.example.com`); repeat for several. Granted requests are answered 404 (no network).
     #[arg(long = "grant", value_name = "HOST")]
@@ -70,7 +70,7 @@ fn run_inner(args: TestArgs, streams: &mut Streams<'_>) -> Result<ExitCode, Prob
     let messages = read_messages(&args)?;
 
     let mut builder = Harness::builder();
-    for (key, value) in &args.config {
+    for (key, value) in &args.plugin_config {
         builder = builder.config(key, value);
     }
     for host in &args.grants {
@@ -79,9 +79,9 @@ fn run_inner(args: TestArgs, streams: &mut Streams<'_>) -> Result<ExitCode, Prob
     if let Some(queue) = &args.queue {
         builder = builder.queue(queue);
     }
-    let harness = builder.load(&args.plugin).map_err(|error| {
-        Problem(format!("cannot load {}: {error}", args.plugin.display()))
-    })?;
+    let harness = builder
+        .load(&args.plugin)
+        .map_err(|error| Problem(format!("cannot load {}: {error}", args.plugin.display())))?;
 
     let output = match messages {
         Input::One(message) => {
@@ -132,7 +132,10 @@ fn read_messages(args: &TestArgs) -> Result<Input, Problem> {
     let text = std::fs::read(path)
         .map_err(|error| Problem(format!("--batch: cannot read {}: {error}", path.display())))?;
     let value: serde_json::Value = serde_json::from_slice(&text).map_err(|error| {
-        Problem(format!("--batch: {} is not valid JSON: {error}", path.display()))
+        Problem(format!(
+            "--batch: {} is not valid JSON: {error}",
+            path.display()
+        ))
     })?;
     let serde_json::Value::Array(items) = value else {
         return Err(Problem(format!(
