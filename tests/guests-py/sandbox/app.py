@@ -41,9 +41,12 @@ def try_env() -> None:
 
 
 def try_socket(port: int) -> None:
+    # A plain connect to an address: `socket.create_connection` would first resolve the
+    # host name through the `idna` codec, which is not imported at build time.
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            report("socket", True, f"connected to 127.0.0.1:{port}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.connect(("127.0.0.1", port))
+        report("socket", True, f"connected to 127.0.0.1:{port}")
     except OSError as err:
         report("socket", False, f"{type(err).__name__}: {err}")
 
