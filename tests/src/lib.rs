@@ -1,3 +1,4 @@
 //! Placeholder.
 
 pub mod components;
+pub mod postgres;
