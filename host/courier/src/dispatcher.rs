@@ -154,8 +154,11 @@ impl Dispatcher {
         for set in workers {
             for task in set.tasks {
                 // An aborted task is dropped once awaited: its in-flight deliveries become
-                // orphans.
-                let _ = task.await;
+                // orphans. (A task that finished within the grace period was awaited above:
+                // awaiting it again would panic.)
+                if !task.is_finished() {
+                    let _ = task.await;
+                }
             }
             let mut buffer = set.buffer.lock().await;
             while let Ok(claimed) = buffer.try_recv() {
