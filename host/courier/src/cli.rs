@@ -49,6 +49,10 @@ pub enum Command {
     /// Lists, redrives or purges dead letters.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// Measures publish and delivery through a real plugin on this machine (a throw-away
+    /// embedded Postgres unless a database URL is given) and prints throughput, latency, CPU
+    /// and memory.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `courier plugins [--json]` (the running host's plugins) or `courier plugins check FILE`.
@@ -140,7 +144,12 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::logging::init(settings.log_format, &settings.log_filter);
+    // The benchmark's output is its report: only warnings unless a filter is asked for.
+    let log_filter = match cli.command {
+        Command::Bench(_) if cli.config.log.is_none() => "warn",
+        _ => settings.log_filter.as_str(),
+    };
+    crate::logging::init(settings.log_format, log_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -176,5 +185,6 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         })
         | Command::Test(_) => unreachable!("offline commands run before the settings load"),
         Command::DeadLetters(command) => commands::dead_letters::run(&settings, &command).await,
+        Command::Bench(args) => crate::bench::run(&settings, &args).await,
     }
 }

@@ -41,6 +41,27 @@ pub struct DispatcherOptions {
     pub completion_batch_size: usize,
     /// How often expired leases are rescued.
     pub housekeeping_interval: Duration,
+    /// Called with each delivery just before its plugin call starts (`courier bench`
+    /// measures publish → handler start with it).
+    pub call_probe: Option<CallProbe>,
+}
+
+/// A function the dispatcher calls with each delivery just before handing it to its plugin.
+/// It runs on the delivery path: it must be quick and must not block.
+#[derive(Clone)]
+pub struct CallProbe(Arc<dyn Fn(&Claimed) + Send + Sync>);
+
+impl CallProbe {
+    /// A probe calling `observe`.
+    pub fn new(observe: impl Fn(&Claimed) + Send + Sync + 'static) -> CallProbe {
+        CallProbe(Arc::new(observe))
+    }
+}
+
+impl std::fmt::Debug for CallProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallProbe")
+    }
 }
 
 impl Default for DispatcherOptions {
@@ -52,6 +73,7 @@ impl Default for DispatcherOptions {
             completers: 2,
             completion_batch_size: 2000,
             housekeeping_interval: Duration::from_secs(5),
+            call_probe: None,
         }
     }
 }
@@ -515,6 +537,9 @@ impl Worker {
             match self.version.plugin.kind() {
                 PluginKind::Handler => {
                     for claimed in runnable {
+                        if let Some(probe) = &self.shared.options.call_probe {
+                            (probe.0)(&claimed);
+                        }
                         let slot = InFlight::new(vec![claimed], &self.shared);
                         let report = self.version.plugin.handle(&slot.items[0].delivery).await;
                         self.pace.record_call(report.duration);
@@ -527,6 +552,9 @@ impl Worker {
                         .iter()
                         .map(|claimed| claimed.delivery.clone())
                         .collect();
+                    if let Some(probe) = &self.shared.options.call_probe {
+                        runnable.iter().for_each(|claimed| (probe.0)(claimed));
+                    }
                     let slot = InFlight::new(runnable, &self.shared);
                     let report = self.version.plugin.deliver(&deliveries).await;
                     self.pace.record_call(report.duration);

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod api_client;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;

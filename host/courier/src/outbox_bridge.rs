@@ -63,6 +63,8 @@ pub struct Claimed {
     pub key: DeliveryKey,
     /// When it became due (for the latency metric).
     pub due_at: SystemTime,
+    /// When it was published (the database clock, microseconds), for latency measurements.
+    pub published_at: SystemTime,
     /// When this host claimed it.
     pub claimed_at: Instant,
 }
@@ -82,6 +84,7 @@ pub async fn claim(
         .map(|row| {
             let key = row.key();
             let due_at: SystemTime = row.deliver_at.into();
+            let published_at: SystemTime = row.published_at.into();
             Claimed {
                 delivery: Delivery {
                     message: Message {
@@ -97,6 +100,7 @@ pub async fn claim(
                 },
                 key,
                 due_at,
+                published_at,
                 claimed_at,
             }
         })

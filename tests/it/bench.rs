@@ -1,0 +1,170 @@
+//! `courier bench` runs end to end and its counts add up: every message published is
+//! delivered once per queue, and steady mode measures the start of every delivery. Speed is
+//! never asserted here: figures belong in BENCHMARKS.md.
+
+use std::process::Command;
+
+use courier::bench::{BenchArgs, Report};
+use courier::config::{Database, Settings};
+use courier_tests::postgres::TestDatabase;
+use serde_json::Value;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_courier-under-test");
+
+/// `courier bench ARGS` parsed as the command line would be.
+fn bench_args(args: &[&str]) -> BenchArgs {
+    BenchArgs::parse(args).unwrap_or_else(|error| panic!("{error}"))
+}
+
+#[tokio::test]
+async fn the_binary_drains_2000_messages_and_reports_consistent_counts_as_json() {
+    let database = TestDatabase::new().await;
+    let output = Command::new(BINARY)
+        .args(["bench", "--messages", "2000", "--json", "--database-url"])
+        .arg(database.url())
+        .env_remove("COURIER_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "courier bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // One JSON object, nothing else, on stdout.
+    let report: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|error| panic!("not one JSON object ({error}): {stdout}"));
+    assert_eq!(report["mode"], "drain");
+    assert_eq!(report["plugin"], "noop (built-in)");
+    assert_eq!(report["database"], "external");
+    assert_eq!(report["published"], 2000);
+    assert_eq!(report["expected_deliveries"], 2000);
+    assert_eq!(report["delivered"], 2000);
+    assert_eq!(report["retried"], 0);
+    assert_eq!(report["dead"], 0);
+    assert_eq!(report["left_in_outbox"], 0);
+    assert_eq!(report["payload_bytes"], 64);
+    assert!(report["latency"].is_null(), "drain measures no latency");
+    // An external server's CPU is not ours to read.
+    assert!(report["postgres_cpu_seconds"].is_null());
+    for field in [
+        "published_per_second",
+        "delivered_per_second",
+        "host_cpu_seconds",
+        "peak_rss_bytes",
+    ] {
+        assert!(
+            report[field].as_f64().is_some_and(|value| value > 0.0),
+            "{field} should be a positive number: {report}"
+        );
+    }
+
+    // The run cleaned up after itself: its schema is gone.
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'courier_bench_%'",
+    )
+    .fetch_all(database.pool())
+    .await
+    .unwrap();
+    assert_eq!(schemas, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn steady_mode_with_two_hosts_and_two_queues_measures_every_delivery_start() {
+    let database = TestDatabase::new().await;
+    let settings = Settings::with_defaults(Database::Url(database.url().to_owned()));
+    let args = bench_args(&[
+        "--mode",
+        "steady",
+        "--rate",
+        "400",
+        "--duration",
+        "1s",
+        "--fanout",
+        "2",
+        "--hosts",
+        "2",
+        "--payload-bytes",
+        "200",
+    ]);
+    let report: Report = courier::bench::measure(&settings, &args, false)
+        .await
+        .unwrap_or_else(|error| panic!("the benchmark failed: {error:#}"));
+    assert_eq!(report.mode, "steady");
+    assert_eq!(report.target_rate, Some(400));
+    assert_eq!((report.hosts, report.fanout), (2, 2));
+    assert_eq!(report.published, 400);
+    assert_eq!(report.expected_deliveries, 800);
+    assert_eq!(report.delivered, 800);
+    assert_eq!(
+        (report.retried, report.dead, report.left_in_outbox),
+        (0, 0, 0)
+    );
+    assert_eq!(report.payload_bytes, 200);
+    let latency = report.latency.expect("steady mode measures latency");
+    // Every delivery of a measured message was timestamped once, just before its call.
+    assert_eq!(latency.samples, 800);
+    assert!(latency.p50_ms <= latency.p95_ms);
+    assert!(latency.p95_ms <= latency.p99_ms);
+    assert!(latency.p99_ms <= latency.max_ms);
+    assert!(latency.p50_ms > 0.0);
+
+    let table = report.table();
+    assert!(table.contains("steady mode"), "{table}");
+    assert!(table.contains("publish → start"), "{table}");
+    assert!(table.contains("800 in"), "{table}");
+}
+
+#[tokio::test]
+async fn idle_mode_publishes_and_delivers_nothing() {
+    let database = TestDatabase::new().await;
+    let settings = Settings::with_defaults(Database::Url(database.url().to_owned()));
+    let args = bench_args(&["--mode", "idle", "--duration", "300ms"]);
+    let report = courier::bench::measure(&settings, &args, false)
+        .await
+        .unwrap_or_else(|error| panic!("the benchmark failed: {error:#}"));
+    assert_eq!(report.mode, "idle");
+    assert_eq!((report.published, report.delivered), (0, 0));
+    assert!(report.latency.is_none());
+    assert!(report.deliver_seconds >= 0.3);
+}
+
+#[test]
+fn bad_arguments_are_refused_with_a_clear_message() {
+    let output = Command::new(BINARY)
+        .args(["bench", "--fanout", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--fanout"), "{stderr}");
+
+    let output = Command::new(BINARY)
+        .args(["bench", "--duration", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--duration"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_missing_plugin_file_is_named_in_the_error() {
+    let database = TestDatabase::new().await;
+    let output = Command::new(BINARY)
+        .args([
+            "bench",
+            "--plugin",
+            "/nonexistent/plugin.wasm",
+            "--database-url",
+        ])
+        .arg(database.url())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot read the plugin /nonexistent/plugin.wasm"),
+        "{stderr}"
+    );
+}
