@@ -1,18 +1,23 @@
--- Courier's outbox: routes, messages, deliveries, dead letters and the SQL publishing API.
+-- Courier's outbox: routes, deliveries, leases, dead letters and the SQL publishing API.
 --
 -- Applied by `courier-outbox` with `search_path` set to the target schema only (default
 -- `courier`): every object lands in that schema, and every function is created with
 -- `SET search_path FROM CURRENT`, so it finds its tables whatever the caller's search_path.
 --
 -- Design, for throughput:
--- * a message's payload is stored once (`messages`); each queue's copy is a narrow row in
---   `deliveries` keyed by (message_id, queue), which also makes re-publishing idempotent;
--- * `messages.remaining` counts the copies not yet delivered or dead-lettered, so the last
---   completion deletes the message without scanning anything;
--- * claims read the partial index `deliveries_ready` (rows not leased, by queue and due
---   time) and take a lease (owner token + expiry) in the same statement; leased rows move to
---   the small partial index `deliveries_leased`, where rescue and in-flight counts look;
--- * statistics come from `queue_counters`, an append-only table of per-batch deltas that
+-- * `deliveries` holds one row per copy of a message in a queue, keyed by
+--   (message_id, queue), which also makes re-publishing idempotent. A message copied into
+--   one queue carries its payload in that row; a message fanned out to several queues in
+--   one publish stores its payload once in `messages`, with a count of the copies left.
+-- * A claim reads the index `deliveries_ready` (queue, due time) and takes a lease by
+--   setting columns no index covers, in a table with room on every page: the lease is a
+--   HOT update, which writes no index entry. The claim also records one row in `leases`
+--   per queue (owner token, expiry, the ids): rescue and in-flight counts read that small
+--   table, never the backlog.
+-- * Completing deletes the row (a copy sharing its payload is recorded in
+--   `message_releases`; housekeeping deletes the message after its last copy); retrying
+--   moves its due time.
+-- * Statistics come from `queue_counters`, an append-only table of per-batch deltas that
 --   housekeeping folds together, so they stay cheap however long a backlog grows and no
 --   publisher ever waits on a counter row held by another.
 
@@ -43,37 +48,62 @@ CREATE TABLE routes (
 );
 CREATE INDEX routes_topic ON routes (topic);
 
--- One row per published message with at least one copy pending.
+-- Payloads shared by the copies of a message published to several queues at once, until
+-- the last copy is delivered or dead-lettered (see `message_releases`).
 CREATE TABLE messages (
-    id           uuid        PRIMARY KEY,
-    name         text        NOT NULL,
-    payload      jsonb       NOT NULL,
-    headers      jsonb       NOT NULL,
-    published_at timestamptz NOT NULL,
-    remaining    integer     NOT NULL
+    id        uuid    PRIMARY KEY,
+    remaining integer NOT NULL,
+    payload   jsonb   NOT NULL,
+    headers   jsonb   NOT NULL
 ) WITH (fillfactor = 90,
         autovacuum_vacuum_scale_factor = 0.02,
         autovacuum_vacuum_insert_scale_factor = 0.05,
         autovacuum_vacuum_cost_delay = 0);
 
+-- One row per copy sharing a payload in `messages` that left its queue (delivered,
+-- dead-lettered, deleted). Housekeeping counts them off `messages.remaining` and deletes
+-- the messages with no copy left: completions only append here, so queues completing
+-- copies of the same messages at the same time never wait on each other.
+CREATE TABLE message_releases (
+    message_id uuid NOT NULL
+) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
+
 -- One row per copy of a message in a queue, until it is delivered or dead-lettered.
+-- `payload` is NULL when the copy shares its payload and headers in `messages`; otherwise
+-- NULL `headers` means none. Half of every page is left free so that leasing a row (a HOT
+-- update) finds room on its own page.
 CREATE TABLE deliveries (
-    message_id  uuid        NOT NULL,
-    queue       text        NOT NULL,
-    name        text        NOT NULL,
-    deliver_at  timestamptz NOT NULL,
-    attempt     integer     NOT NULL DEFAULT 0,
-    lease_owner uuid,
-    lease_until timestamptz,
-    last_error  text,
+    message_id   uuid        NOT NULL,
+    deliver_at   timestamptz NOT NULL,
+    published_at timestamptz NOT NULL,
+    attempt      integer     NOT NULL DEFAULT 0,
+    lease_owner  uuid,
+    lease_until  timestamptz,
+    queue        text        NOT NULL,
+    name         text        NOT NULL,
+    last_error   text,
+    payload      jsonb,
+    headers      jsonb,
     PRIMARY KEY (message_id, queue)
-) WITH (autovacuum_vacuum_scale_factor = 0.02,
+) WITH (fillfactor = 50,
+        autovacuum_vacuum_scale_factor = 0.02,
         autovacuum_vacuum_insert_scale_factor = 0.05,
         autovacuum_vacuum_cost_delay = 0);
-CREATE INDEX deliveries_ready ON deliveries (queue, deliver_at, message_id)
-    WHERE lease_owner IS NULL;
-CREATE INDEX deliveries_leased ON deliveries (queue, lease_until)
-    WHERE lease_owner IS NOT NULL;
+CREATE INDEX deliveries_ready ON deliveries (queue, deliver_at);
+
+-- One row per claim and queue: who holds the lease, until when, on which copies, and how
+-- many of them have no outcome yet.
+CREATE TABLE leases (
+    token      uuid        NOT NULL,
+    queue      text        NOT NULL,
+    expires_at timestamptz NOT NULL,
+    remaining  integer     NOT NULL,
+    ids        uuid[]      NOT NULL,
+    PRIMARY KEY (token, queue)
+) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0);
+-- The ids (16 bytes each, thousands per claim) do not compress: do not try.
+ALTER TABLE leases ALTER COLUMN ids SET STORAGE EXTERNAL;
+CREATE INDEX leases_expiry ON leases (expires_at);
 
 -- Deliveries that failed for good, with everything needed to redrive them.
 CREATE TABLE dead_letters (
@@ -119,13 +149,13 @@ CREATE TABLE unrouted_counters (
     messages bigint NOT NULL
 );
 
--- The core of publishing: validates, stores each message once, copies it into every queue
--- routed from its topic (idempotent per (queue, id)), counts, and notifies each queue that
--- got a due copy once, whatever the number of rows. Returns the number of copies made.
--- Array elements correspond; NULL deliver_at means now, NULL headers means none.
+-- The core of publishing: validates, copies each message into every queue routed from its
+-- topic (idempotent per (queue, id)), counts, and notifies each queue that got a due copy
+-- once, whatever the number of rows. Returns the number of copies made. Array elements
+-- correspond; NULL deliver_at means now, NULL headers means none.
 -- p_fresh_ids promises that every id was just generated (unique, never published): the
--- rows are then inserted without the conflict checks that idempotence needs, which costs
--- about three times less.
+-- rows are then inserted without the conflict checks that idempotence needs, which cost
+-- about three times as much.
 CREATE FUNCTION publish_many(
     p_ids         uuid[],
     p_names       text[],
@@ -195,17 +225,24 @@ BEGIN
             SELECT r.topic, count(*)::integer AS copies FROM routes r GROUP BY r.topic
         ),
         routed AS (
-            SELECT i.id, i.name, i.deliver_at, r.queue
-            FROM input i JOIN routes r ON r.topic = i.topic
+            SELECT i.id, i.name, i.deliver_at, i.payload, i.headers, r.queue, f.copies
+            FROM input i
+            JOIN routes r ON r.topic = i.topic
+            JOIN fan f ON f.topic = i.topic
         ),
         copied AS (
-            INSERT INTO deliveries (message_id, queue, name, deliver_at)
-            SELECT id, queue, name, deliver_at FROM routed
+            INSERT INTO deliveries (message_id, deliver_at, published_at, queue, name,
+                                    payload, headers)
+            SELECT id, deliver_at, now(), queue, name,
+                   CASE WHEN copies = 1 THEN payload END,
+                   CASE WHEN copies = 1 AND headers <> '{}'::jsonb THEN headers END
+            FROM routed
         ),
-        stored AS (
-            INSERT INTO messages (id, name, payload, headers, published_at, remaining)
-            SELECT i.id, i.name, i.payload, i.headers, now(), f.copies
+        shared AS (
+            INSERT INTO messages (id, remaining, payload, headers)
+            SELECT i.id, f.copies, i.payload, i.headers
             FROM input i JOIN fan f ON f.topic = i.topic
+            WHERE f.copies > 1
         ),
         counted AS (
             INSERT INTO queue_counters (queue, pending)
@@ -232,23 +269,34 @@ BEGIN
                  WITH ORDINALITY AS t(id, name, payload, deliver_at, headers, position)
             ORDER BY t.id, t.position
         ),
+        fan AS (
+            SELECT r.topic, count(*)::integer AS copies FROM routes r GROUP BY r.topic
+        ),
         routed AS (
-            SELECT i.id, i.name, i.topic, i.deliver_at, r.queue
-            FROM input i LEFT JOIN routes r ON r.topic = i.topic
+            SELECT i.id, i.name, i.topic, i.deliver_at, i.payload, i.headers, r.queue,
+                   f.copies
+            FROM input i
+            LEFT JOIN routes r ON r.topic = i.topic
+            LEFT JOIN fan f ON f.topic = i.topic
         ),
         copied AS (
-            INSERT INTO deliveries (message_id, queue, name, deliver_at)
-            SELECT id, queue, name, deliver_at FROM routed WHERE queue IS NOT NULL
+            INSERT INTO deliveries (message_id, deliver_at, published_at, queue, name,
+                                    payload, headers)
+            SELECT id, deliver_at, now(), queue, name,
+                   CASE WHEN copies = 1 THEN payload END,
+                   CASE WHEN copies = 1 AND headers <> '{}'::jsonb THEN headers END
+            FROM routed WHERE queue IS NOT NULL
             ORDER BY id, queue
             ON CONFLICT DO NOTHING
-            RETURNING message_id, queue, deliver_at
+            RETURNING message_id, queue, deliver_at, payload IS NULL AS shares
         ),
         per_message AS (
-            SELECT message_id, count(*)::integer AS copies FROM copied GROUP BY message_id
+            SELECT message_id, count(*)::integer AS copies
+            FROM copied WHERE shares GROUP BY message_id
         ),
-        stored AS (
-            INSERT INTO messages (id, name, payload, headers, published_at, remaining)
-            SELECT i.id, i.name, i.payload, i.headers, now(), c.copies
+        shared AS (
+            INSERT INTO messages (id, remaining, payload, headers)
+            SELECT i.id, c.copies, i.payload, i.headers
             FROM input i JOIN per_message c ON c.message_id = i.id
             ORDER BY i.id
             ON CONFLICT (id) DO UPDATE SET remaining = messages.remaining + excluded.remaining
@@ -345,32 +393,40 @@ BEGIN
 END
 $$;
 
--- Forgets copies of messages that left their queue (delivered, dead-lettered, deleted): one
--- array element per copy. A message whose last copy is forgotten is deleted.
-CREATE FUNCTION forget_copies(p_ids uuid[]) RETURNS void
+-- Counts released copies (at most p_limit of them) off their shared messages and deletes
+-- the messages with no copy left. Returns the number of releases processed. Several
+-- callers may run at once: each takes its own releases, and row locks on `messages` order
+-- the count-downs so that exactly one sees zero.
+CREATE FUNCTION collect_messages(p_limit integer) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
 AS $$
 DECLARE
-    v_zero uuid[];
+    v_count bigint;
+    v_zero  uuid[];
 BEGIN
-    IF p_ids IS NULL OR cardinality(p_ids) = 0 THEN
-        RETURN;
-    END IF;
-    WITH per_message AS (
-        SELECT t.id, count(*)::integer AS copies FROM unnest(p_ids) AS t(id) GROUP BY t.id
+    WITH batch AS (
+        SELECT r.ctid AS row_id FROM message_releases r
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
     ),
-    -- The common case: these were the message's last copies. (If a concurrent publish of
-    -- the same id added copies, `remaining` no longer matches and the row is counted down
-    -- below instead.)
+    released AS (
+        DELETE FROM message_releases r
+        WHERE r.ctid = ANY (ARRAY(SELECT b.row_id FROM batch b))
+        RETURNING r.message_id
+    ),
+    per_message AS (
+        SELECT r.message_id AS id, count(*)::integer AS copies
+        FROM released r GROUP BY r.message_id
+    ),
+    -- The common case: these were the message's last copies.
     finished AS (
         DELETE FROM messages m
         USING per_message c
         WHERE m.id = c.id AND m.remaining = c.copies
         RETURNING m.id
     ),
-    -- Other copies remain (fan-out). Row locks order concurrent count-downs, so the last
-    -- one sees zero; it deletes the row below.
+    -- Other copies remain (or a concurrent publish of the same id added some).
     counted_down AS (
         UPDATE messages m
         SET remaining = m.remaining - c.copies
@@ -378,17 +434,62 @@ BEGIN
         WHERE m.id = c.id AND m.id NOT IN (SELECT f.id FROM finished f)
         RETURNING m.id, m.remaining
     )
-    SELECT array_agg(z.id) INTO v_zero FROM counted_down z WHERE z.remaining <= 0;
+    SELECT (SELECT count(*) FROM released),
+           (SELECT array_agg(z.id) FROM counted_down z WHERE z.remaining <= 0)
+    INTO v_count, v_zero;
     IF v_zero IS NOT NULL THEN
         DELETE FROM messages m WHERE m.id = ANY (v_zero) AND m.remaining <= 0;
+    END IF;
+    RETURN v_count;
+END
+$$;
+
+-- Counts down the copies of claims that got an outcome (one element per claim and queue,
+-- with how many), and deletes the claims that have none left.
+CREATE FUNCTION settle_leases(p_tokens uuid[], p_queues text[], p_counts integer[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    v_zero_tokens uuid[];
+    v_zero_queues text[];
+BEGIN
+    IF p_tokens IS NULL OR cardinality(p_tokens) = 0 THEN
+        RETURN;
+    END IF;
+    WITH settled AS (
+        SELECT * FROM unnest(p_tokens, p_queues, p_counts) AS t(token, queue, copies)
+    ),
+    finished AS (
+        DELETE FROM leases l
+        USING settled s
+        WHERE l.token = s.token AND l.queue = s.queue AND l.remaining = s.copies
+        RETURNING l.token, l.queue
+    ),
+    counted_down AS (
+        UPDATE leases l
+        SET remaining = l.remaining - s.copies
+        FROM settled s
+        WHERE l.token = s.token AND l.queue = s.queue
+          AND (l.token, l.queue) NOT IN (SELECT f.token, f.queue FROM finished f)
+        RETURNING l.token, l.queue, l.remaining
+    )
+    SELECT array_agg(z.token), array_agg(z.queue)
+    INTO v_zero_tokens, v_zero_queues
+    FROM counted_down z WHERE z.remaining <= 0;
+    IF v_zero_tokens IS NOT NULL THEN
+        DELETE FROM leases l
+        USING unnest(v_zero_tokens, v_zero_queues) AS z(token, queue)
+        WHERE l.token = z.token AND l.queue = z.queue AND l.remaining <= 0;
     END IF;
 END
 $$;
 
 -- Records the outcomes of claimed deliveries, each only if its lease is still held by the
 -- given owner token. Kinds: 'd' delivered, 'r' retry after delay_ms, 'x' dead letter,
--- 'l' released (back to the queue now, the attempt not counted). Returns the deliveries
--- whose lease was lost (expired and rescued, or claimed again): nothing changed for them.
+-- 'l' released (back to the queue, the attempt not counted). Returns the deliveries whose
+-- lease was lost (expired and rescued, or claimed again): nothing changed for them.
 CREATE FUNCTION complete_many(
     p_queues    text[],
     p_ids       uuid[],
@@ -402,11 +503,13 @@ LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
 AS $$
 DECLARE
-    v_gone    uuid[];
-    v_wake    text[];
-    v_lost_q  text[];
-    v_lost_id uuid[];
-    v_channel text := current_schema() || '.wakeup';
+    v_wake      text[];
+    v_lost_q    text[];
+    v_lost_id   uuid[];
+    v_l_tokens  uuid[];
+    v_l_queues  text[];
+    v_l_counts  integer[];
+    v_channel   text := current_schema() || '.wakeup';
 BEGIN
     WITH input AS (
         SELECT * FROM unnest(p_queues, p_ids, p_tokens, p_kinds, p_delays_ms, p_errors)
@@ -417,13 +520,14 @@ BEGIN
         USING input i
         WHERE i.kind IN ('d', 'x')
           AND d.message_id = i.id AND d.queue = i.queue AND d.lease_owner = i.token
-        RETURNING d.message_id, d.queue, d.name, d.attempt, i.kind, i.error
+        RETURNING d.message_id, d.queue, d.name, d.attempt, d.published_at, d.payload,
+                  d.headers, i.kind, i.error, i.token
     ),
     changed AS (
         UPDATE deliveries d
         SET deliver_at = CASE WHEN i.kind = 'r'
                               THEN now() + i.delay_ms * interval '1 millisecond'
-                              ELSE least(d.deliver_at, now()) END,
+                              ELSE d.deliver_at END,
             attempt = CASE WHEN i.kind = 'l' THEN greatest(d.attempt - 1, 0) ELSE d.attempt END,
             last_error = CASE WHEN i.kind = 'r' THEN i.error ELSE d.last_error END,
             lease_owner = NULL,
@@ -431,20 +535,23 @@ BEGIN
         FROM input i
         WHERE i.kind IN ('r', 'l')
           AND d.message_id = i.id AND d.queue = i.queue AND d.lease_owner = i.token
-        RETURNING d.message_id, d.queue, d.deliver_at
+        RETURNING d.message_id, d.queue, d.deliver_at, i.token
     ),
     buried AS (
         INSERT INTO dead_letters (message_id, queue, name, payload, headers, published_at,
                                   attempts, last_error)
-        SELECT r.message_id, r.queue, r.name, m.payload, m.headers, m.published_at,
-               r.attempt, coalesce(r.error, '')
-        FROM removed r JOIN messages m ON m.id = r.message_id
+        SELECT r.message_id, r.queue, r.name, coalesce(r.payload, m.payload),
+               coalesce(r.headers, m.headers, '{}'), r.published_at, r.attempt,
+               coalesce(r.error, '')
+        FROM removed r LEFT JOIN messages m ON r.payload IS NULL AND m.id = r.message_id
         WHERE r.kind = 'x'
     ),
     archived AS (
-        INSERT INTO delivered (message_id, queue, name, payload, headers, published_at, attempts)
-        SELECT r.message_id, r.queue, r.name, m.payload, m.headers, m.published_at, r.attempt
-        FROM removed r JOIN messages m ON m.id = r.message_id
+        INSERT INTO delivered (message_id, queue, name, payload, headers, published_at,
+                               attempts)
+        SELECT r.message_id, r.queue, r.name, coalesce(r.payload, m.payload),
+               coalesce(r.headers, m.headers, '{}'), r.published_at, r.attempt
+        FROM removed r LEFT JOIN messages m ON r.payload IS NULL AND m.id = r.message_id
         WHERE p_archive AND r.kind = 'd'
     ),
     counted AS (
@@ -453,6 +560,17 @@ BEGIN
                count(*) FILTER (WHERE r.kind = 'd')
         FROM removed r GROUP BY r.queue
     ),
+    released AS (
+        INSERT INTO message_releases (message_id)
+        SELECT r.message_id FROM removed r WHERE r.payload IS NULL
+    ),
+    per_lease AS (
+        SELECT s.token, s.queue, count(*)::integer AS copies
+        FROM (SELECT r.token, r.queue FROM removed r
+              UNION ALL
+              SELECT c.token, c.queue FROM changed c) s
+        GROUP BY s.token, s.queue
+    ),
     lost AS (
         SELECT i.queue, i.id FROM input i
         WHERE NOT EXISTS (SELECT 1 FROM removed r
@@ -460,13 +578,15 @@ BEGIN
           AND NOT EXISTS (SELECT 1 FROM changed c
                           WHERE c.queue = i.queue AND c.message_id = i.id)
     )
-    SELECT (SELECT array_agg(r.message_id) FROM removed r),
-           (SELECT array_agg(DISTINCT c.queue) FROM changed c WHERE c.deliver_at <= now()),
+    SELECT (SELECT array_agg(DISTINCT c.queue) FROM changed c WHERE c.deliver_at <= now()),
            (SELECT array_agg(l.queue) FROM lost l),
-           (SELECT array_agg(l.id) FROM lost l)
-    INTO v_gone, v_wake, v_lost_q, v_lost_id;
+           (SELECT array_agg(l.id) FROM lost l),
+           (SELECT array_agg(p.token) FROM per_lease p),
+           (SELECT array_agg(p.queue) FROM per_lease p),
+           (SELECT array_agg(p.copies) FROM per_lease p)
+    INTO v_wake, v_lost_q, v_lost_id, v_l_tokens, v_l_queues, v_l_counts;
 
-    PERFORM forget_copies(v_gone);
+    PERFORM settle_leases(v_l_tokens, v_l_queues, v_l_counts);
     IF v_wake IS NOT NULL THEN
         PERFORM pg_notify(v_channel, q) FROM unnest(v_wake) AS q;
     END IF;
@@ -476,8 +596,9 @@ BEGIN
 END
 $$;
 
--- Returns deliveries whose lease expired (their host crashed or is stuck) to their queue,
--- at most p_limit of them; their attempt stays counted. Returns them.
+-- Returns the deliveries of claims whose lease expired (their host crashed or is stuck) to
+-- their queue, looking at p_limit expired claims at most; their attempt stays counted.
+-- Returns the deliveries returned.
 CREATE FUNCTION rescue(p_limit integer)
 RETURNS TABLE (rescued_queue text, rescued_id uuid, rescued_attempt integer)
 LANGUAGE plpgsql VOLATILE
@@ -490,10 +611,19 @@ DECLARE
     v_channel  text := current_schema() || '.wakeup';
 BEGIN
     WITH expired AS (
-        SELECT d.ctid AS row_id FROM deliveries d
-        WHERE d.lease_owner IS NOT NULL AND d.lease_until < now()
+        SELECT l.ctid AS row_id FROM leases l
+        WHERE l.expires_at < now()
+        ORDER BY l.expires_at
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
+    ),
+    gone AS (
+        DELETE FROM leases l
+        WHERE l.ctid = ANY (ARRAY(SELECT e.row_id FROM expired e))
+        RETURNING l.token, l.queue, l.ids
+    ),
+    held AS (
+        SELECT g.token, g.queue, k.id FROM gone g, unnest(g.ids) AS k(id)
     ),
     returned AS (
         UPDATE deliveries d
@@ -501,8 +631,8 @@ BEGIN
             lease_until = NULL,
             last_error = format('the lease expired before attempt %s reported its outcome',
                                 d.attempt)
-        FROM expired e
-        WHERE d.ctid = e.row_id
+        FROM held h
+        WHERE d.message_id = h.id AND d.queue = h.queue AND d.lease_owner = h.token
         RETURNING d.queue, d.message_id, d.attempt
     )
     SELECT array_agg(r.queue), array_agg(r.message_id), array_agg(r.attempt)
@@ -533,21 +663,14 @@ BEGIN
         RETURNING l.message_id, l.queue, l.name, l.payload, l.headers, l.published_at
     ),
     copied AS (
-        INSERT INTO deliveries (message_id, queue, name, deliver_at)
-        SELECT DISTINCT ON (g.message_id, g.queue) g.message_id, g.queue, g.name, now()
+        INSERT INTO deliveries (message_id, deliver_at, published_at, queue, name, payload,
+                                headers)
+        SELECT DISTINCT ON (g.message_id, g.queue)
+               g.message_id, now(), g.published_at, g.queue, g.name, g.payload,
+               nullif(g.headers, '{}'::jsonb)
         FROM gone g
         ON CONFLICT DO NOTHING
         RETURNING message_id, queue
-    ),
-    per_message AS (
-        SELECT c.message_id, count(*)::integer AS copies FROM copied c GROUP BY c.message_id
-    ),
-    stored AS (
-        INSERT INTO messages (id, name, payload, headers, published_at, remaining)
-        SELECT DISTINCT ON (g.message_id) g.message_id, g.name, g.payload, g.headers,
-               g.published_at, c.copies
-        FROM gone g JOIN per_message c ON c.message_id = g.message_id
-        ON CONFLICT (id) DO UPDATE SET remaining = messages.remaining + excluded.remaining
     ),
     counted AS (
         INSERT INTO queue_counters (queue, pending, dead)
@@ -566,23 +689,26 @@ BEGIN
 END
 $$;
 
--- Deletes a queue: its routes, its pending copies, its dead letters, its archive and its
--- counters. Returns the number of copies and dead letters deleted.
+-- Deletes a queue: its routes, its copies (waiting or in flight), its leases, its dead
+-- letters, its archive and its counters. Returns the number of copies and dead letters
+-- deleted.
 CREATE FUNCTION delete_queue(p_queue text, OUT deleted_copies bigint,
                              OUT deleted_dead_letters bigint)
 LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
 AS $$
-DECLARE
-    v_gone uuid[];
 BEGIN
     DELETE FROM routes r WHERE r.queue = p_queue;
     WITH gone AS (
-        DELETE FROM deliveries d WHERE d.queue = p_queue RETURNING d.message_id
+        DELETE FROM deliveries d WHERE d.queue = p_queue
+        RETURNING d.message_id, d.payload IS NULL AS shares
+    ),
+    released AS (
+        INSERT INTO message_releases (message_id)
+        SELECT g.message_id FROM gone g WHERE g.shares
     )
-    SELECT array_agg(g.message_id) INTO v_gone FROM gone g;
-    deleted_copies := coalesce(cardinality(v_gone), 0);
-    PERFORM forget_copies(v_gone);
+    SELECT count(*) INTO deleted_copies FROM gone;
+    DELETE FROM leases l WHERE l.queue = p_queue;
     WITH gone AS (
         DELETE FROM dead_letters l WHERE l.queue = p_queue RETURNING 1
     )

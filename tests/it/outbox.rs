@@ -159,12 +159,15 @@ async fn fan_out_gives_every_routed_queue_its_own_copy_with_its_own_retries() {
     assert_eq!(again[0].last_error.as_deref(), Some("smtp down"));
     assert_eq!(again[0].payload, emails[0].payload);
 
-    // The payload is stored once and outlives the first delivered copy.
+    // The payload is stored once and outlives the first delivered copy; housekeeping
+    // deletes it once the last copy is gone.
+    outbox.housekeeping().await.unwrap();
     assert_eq!(count(&db, "SELECT count(*) FROM courier.messages").await, 1);
     outbox
         .complete(&[done(&again[0], Completion::Delivered)])
         .await
         .unwrap();
+    assert_eq!(outbox.housekeeping().await.unwrap().releases_collected, 1);
     assert_eq!(count(&db, "SELECT count(*) FROM courier.messages").await, 0);
     assert_eq!(
         count(&db, "SELECT count(*) FROM courier.deliveries").await,
@@ -382,7 +385,7 @@ async fn an_expired_lease_is_rescued_and_the_late_completion_is_refused() {
         "the lease still holds"
     );
     // The holder stalls past its lease (moved here rather than waited for).
-    sqlx::query("UPDATE courier.deliveries SET lease_until = now() - interval '1 second'")
+    sqlx::query("UPDATE courier.leases SET expires_at = now() - interval '1 second'")
         .execute(db.pool())
         .await
         .unwrap();
@@ -836,13 +839,10 @@ async fn a_connection_killed_mid_batch_loses_nothing() {
 
     // Its leases expire (moved here rather than waited for) and are rescued; the rest of
     // the work, and the rescued batch, are delivered by another worker.
-    sqlx::query(
-        "UPDATE courier.deliveries SET lease_until = now() - interval '1 second' \
-                 WHERE lease_owner IS NOT NULL",
-    )
-    .execute(db.pool())
-    .await
-    .unwrap();
+    sqlx::query("UPDATE courier.leases SET expires_at = now() - interval '1 second'")
+        .execute(db.pool())
+        .await
+        .unwrap();
     assert_eq!(outbox.rescue_expired().await.unwrap().len(), 50);
     let mut seen = HashSet::new();
     loop {
@@ -971,7 +971,7 @@ async fn sql_batch_publish_returns_ids_in_order_and_unrouted_topics_are_counted(
     assert_eq!(with_headers.headers["h"], "v");
     assert_eq!(outbox.unrouted().await.unwrap(), [("order".to_owned(), 2)]);
     assert_eq!(
-        count(&db, "SELECT count(*) FROM courier.messages").await,
+        count(&db, "SELECT count(*) FROM courier.deliveries").await,
         2,
         "unrouted ones are not stored"
     );
@@ -1228,4 +1228,57 @@ async fn one_claim_serves_several_queues_oldest_first() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("names no events"), "{error}");
+}
+
+#[tokio::test]
+async fn fanned_out_payloads_are_deleted_after_the_last_copy_whatever_the_order() {
+    const MESSAGES: usize = 500;
+    let db = TestDatabase::new().await;
+    let outbox = outbox(&db).await;
+    for queue in ["q1", "q2", "q3"] {
+        route(&outbox, queue, "job", &["run"]).await;
+    }
+    let batch: Vec<NewMessage> = (0..MESSAGES as i64)
+        .map(|n| message("job.run", n))
+        .collect();
+    assert_eq!(
+        outbox.publish(db.pool(), &batch).await.unwrap().copies,
+        3 * MESSAGES as u64
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM courier.messages").await,
+        MESSAGES as i64
+    );
+
+    // Each queue drained by two workers with small batches, while housekeeping collects.
+    let mut workers = Vec::new();
+    for queue in ["q1", "q2", "q3", "q1", "q2", "q3"] {
+        let outbox = outbox.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let batch = claim(&outbox, queue, &["job.run"], 37).await;
+                if batch.is_empty() {
+                    return;
+                }
+                let completions: Vec<CompletedDelivery> = batch
+                    .iter()
+                    .map(|d| done(d, Completion::Delivered))
+                    .collect();
+                outbox.complete(&completions).await.unwrap();
+                outbox.housekeeping().await.unwrap();
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    outbox.housekeeping().await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM courier.messages").await, 0);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM courier.message_releases").await,
+        0
+    );
+    for queue in ["q1", "q2", "q3"] {
+        assert_eq!(stats(&outbox, queue).await.delivered, MESSAGES as u64);
+    }
 }

@@ -10,8 +10,11 @@ use uuid::Uuid;
 use crate::Outbox;
 use crate::error::OutboxError;
 
-/// Rescues per call at most, so one call never holds many row locks.
-const RESCUE_BATCH: i32 = 10_000;
+/// Expired claims rescued per statement at most, so one statement never holds many locks.
+const RESCUE_BATCH: i32 = 1_000;
+
+/// Released copies counted off their messages per statement at most.
+const COLLECT_BATCH: i32 = 50_000;
 
 /// A delivery whose lease expired and which went back to its queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,11 +53,30 @@ pub struct HousekeepingReport {
     pub rescued: Vec<RescuedDelivery>,
     /// Archived deliveries pruned.
     pub pruned: u64,
+    /// Released copies of shared messages counted off (and the messages without copies
+    /// deleted).
+    pub releases_collected: u64,
     /// Counter rows folded together.
     pub counters_folded: u64,
 }
 
 impl Outbox {
+    /// Counts the copies of shared (fanned-out) messages that left their queues off those
+    /// messages and deletes the messages with no copy left. Returns the copies counted.
+    pub async fn collect_messages(&self) -> Result<u64, OutboxError> {
+        let mut total = 0;
+        loop {
+            let count: i64 = sqlx::query_scalar(&self.sql().collect_messages)
+                .bind(COLLECT_BATCH)
+                .fetch_one(self.pool())
+                .await?;
+            total += u64::try_from(count).unwrap_or(0);
+            if count < i64::from(COLLECT_BATCH) {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Returns every delivery whose lease expired (its host crashed, or is stuck past the
     /// lease) to its queue, due at once; its attempt stays counted, so a message that keeps
     /// crashing its host still reaches its attempt limit. A late outcome from the old lease
@@ -66,7 +88,7 @@ impl Outbox {
                 .bind(RESCUE_BATCH)
                 .fetch_all(self.pool())
                 .await?;
-            let full = rows.len() == RESCUE_BATCH as usize;
+            let full = !rows.is_empty();
             rescued.extend(
                 rows.into_iter()
                     .map(|(queue, id, attempt)| RescuedDelivery {
@@ -100,11 +122,12 @@ impl Outbox {
         Ok(u64::try_from(queues + topics).unwrap_or(0))
     }
 
-    /// One round of maintenance: rescue expired leases, prune the archive (when archiving),
-    /// fold counters. Run it every few seconds from one task per host; several hosts may run
-    /// it at once.
+    /// One round of maintenance: rescue expired leases, delete shared messages whose copies
+    /// are all gone, prune the archive (when archiving), fold counters. Run it every few
+    /// seconds from one task per host; several hosts may run it at once.
     pub async fn housekeeping(&self) -> Result<HousekeepingReport, OutboxError> {
         let rescued = self.rescue_expired().await?;
+        let releases_collected = self.collect_messages().await?;
         let pruned = match self.archive_retention() {
             Some(retention) => self.prune_delivered(retention).await?,
             None => 0,
@@ -113,6 +136,7 @@ impl Outbox {
         Ok(HousekeepingReport {
             rescued,
             pruned,
+            releases_collected,
             counters_folded,
         })
     }
