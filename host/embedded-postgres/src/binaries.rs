@@ -25,12 +25,14 @@ pub struct PostgresBinaries {
 }
 
 impl PostgresBinaries {
-    /// The programs in `dir`, all three of which must exist.
+    /// The programs in `dir`, all three of which must exist. Symbolic links (such as
+    /// `/usr/local/bin/postgres`) are followed to the installation's own directory, where
+    /// the other programs of the same version (`psql`, `pg_dump`) live too.
     pub fn in_dir(dir: &Path) -> Result<Self, Error> {
         let binary = |name: &'static str| {
             let path = dir.join(name);
             if path.is_file() {
-                Ok(path)
+                Ok(path.canonicalize().unwrap_or(path))
             } else {
                 Err(Error::BinaryMissing {
                     dir: dir.to_path_buf(),
@@ -38,11 +40,14 @@ impl PostgresBinaries {
                 })
             }
         };
+        let postgres = binary("postgres")?;
         Ok(Self {
-            dir: dir.to_path_buf(),
+            dir: postgres
+                .parent()
+                .map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
             initdb: binary("initdb")?,
             pg_ctl: binary("pg_ctl")?,
-            postgres: binary("postgres")?,
+            postgres,
         })
     }
 
