@@ -185,7 +185,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    SELECT n INTO v_bad FROM unnest(p_names) AS n
+    -- A batch usually repeats a few names: check each distinct one once.
+    SELECT n INTO v_bad FROM (SELECT DISTINCT unnest(p_names) AS n) AS names
     WHERE n IS NULL OR n !~ '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$'
     LIMIT 1;
     IF FOUND THEN

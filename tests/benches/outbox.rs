@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use courier_embedded_postgres::{EmbeddedPostgres, Options, Settings};
+use courier_embedded_postgres::Settings;
 use courier_outbox::{
     ClaimSpec, CompletedDelivery, Completion, NewMessage, Outbox, OutboxOptions, Route,
 };
+use courier_tests::postgres::PrivateCluster;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -65,25 +66,13 @@ fn args() -> Args {
 
 fn main() {
     let args = args();
-    let dir = tempfile::Builder::new()
-        .prefix("courier-bench-pg-")
-        .tempdir()
-        .expect("temporary directory");
     let (cluster, server_url) = match std::env::var("COURIER_BENCH_DATABASE_URL") {
         Ok(url) if !url.is_empty() => (None, url),
         _ => {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-                .expect("open the temporary directory");
+            // Durable, as a real deployment: fsync and synchronous commit stay on.
             let mut settings = Settings::default();
             settings.set("shared_buffers", "512MB");
-            let options = Options {
-                settings,
-                initdb_no_sync: true,
-                ..Options::default()
-            };
-            let cluster = EmbeddedPostgres::start(dir.path().join("data"), options)
-                .unwrap_or_else(|error| panic!("{error}"));
+            let cluster = PrivateCluster::start(settings).unwrap_or_else(|error| panic!("{error}"));
             let url = cluster.url();
             (Some(cluster), url)
         }

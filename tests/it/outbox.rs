@@ -902,7 +902,7 @@ async fn a_released_delivery_returns_without_counting_the_attempt() {
 #[tokio::test]
 async fn bad_names_are_refused_with_a_clear_error_in_rust_and_sql() {
     let db = TestDatabase::new().await;
-    let outbox = outbox(&db).await;
+    outbox(&db).await;
     let error = NewMessage::new("usercreated", &json!({})).unwrap_err();
     assert!(matches!(error, PublishError::InvalidName { .. }), "{error}");
     assert!(

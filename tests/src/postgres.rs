@@ -141,33 +141,69 @@ pub fn server_url() -> String {
         .unwrap_or_else(|error| panic!("cannot start the test Postgres: {error}"))
 }
 
-/// The private cluster and its temporary directory, taken and dropped at process exit.
-static PRIVATE_CLUSTER: Mutex<Option<(EmbeddedPostgres, tempfile::TempDir)>> = Mutex::new(None);
+/// The private cluster of this process, taken and dropped at process exit.
+static PRIVATE_CLUSTER: Mutex<Option<PrivateCluster>> = Mutex::new(None);
 
 fn start_private_cluster() -> Result<String, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("courier-test-pg-")
-        .tempdir()
-        .map_err(|error| format!("cannot create a temporary directory: {error}"))?;
-    // When the server runs as the postgres user, it must be able to enter this directory.
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
-        .map_err(|error| format!("cannot open up {}: {error}", dir.path().display()))?;
-    let options = Options {
-        settings: Settings::throwaway(),
-        initdb_no_sync: true,
-        ..Options::default()
-    };
-    let cluster =
-        EmbeddedPostgres::start(dir.path().join("data"), options).map_err(|e| e.to_string())?;
+    let cluster = PrivateCluster::start(Settings::throwaway())?;
     let url = cluster.url();
-    if let Some(pid) = cluster.postmaster_pid() {
-        spawn_watchdog(pid, dir.path());
-    }
     *PRIVATE_CLUSTER
         .lock()
-        .unwrap_or_else(PoisonError::into_inner) = Some((cluster, dir));
+        .unwrap_or_else(PoisonError::into_inner) = Some(cluster);
     register_exit_handler();
     Ok(url)
+}
+
+/// A Postgres cluster in a temporary directory of its own, for tests and benchmarks: stopped
+/// and removed when dropped, and also if this process is killed (a watchdog process notices
+/// and cleans up).
+pub struct PrivateCluster {
+    // Dropped in this order: the server stops before its directory goes.
+    server: EmbeddedPostgres,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for PrivateCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivateCluster")
+            .field("url", &self.server.url())
+            .finish()
+    }
+}
+
+impl PrivateCluster {
+    /// Creates and starts a cluster with `settings` (see [`Settings::throwaway`] for tests,
+    /// [`Settings::default`] for durable benchmarks).
+    pub fn start(settings: Settings) -> Result<Self, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("courier-test-pg-")
+            .tempdir()
+            .map_err(|error| format!("cannot create a temporary directory: {error}"))?;
+        // When the server runs as the postgres user, it must be able to enter this directory.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
+            .map_err(|error| format!("cannot open up {}: {error}", dir.path().display()))?;
+        let options = Options {
+            settings,
+            initdb_no_sync: true,
+            ..Options::default()
+        };
+        let server = EmbeddedPostgres::start(dir.path().join("data"), options)
+            .map_err(|error| error.to_string())?;
+        if let Some(pid) = server.postmaster_pid() {
+            spawn_watchdog(pid, dir.path());
+        }
+        Ok(Self { server, _dir: dir })
+    }
+
+    /// The admin URL (`postgres` user, `postgres` database).
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// The server.
+    pub fn server(&self) -> &EmbeddedPostgres {
+        &self.server
+    }
 }
 
 extern "C" fn stop_private_cluster() {
