@@ -27,6 +27,12 @@ pub enum PublishError {
         /// The id given.
         id: String,
     },
+    /// A message built without an explicit id was published a second time.
+    #[error(
+        "a message without an explicit id was published twice; give messages that may be \
+         published again an id (NewMessage::id), which makes re-publishing a no-op"
+    )]
+    PublishedTwice,
     /// The database refused the publish or could not be reached.
     #[error("publishing failed: {0}")]
     Database(#[from] sqlx::Error),

@@ -10,6 +10,9 @@ use crate::Outbox;
 use crate::error::PublishError;
 use crate::message::NewMessage;
 
+/// SQLSTATE of a unique-constraint violation.
+const UNIQUE_VIOLATION: &str = "23505";
+
 /// What a publish stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublishReport {
@@ -56,15 +59,24 @@ impl Outbox {
                 })?)
             });
         }
+        let fresh_ids = messages.iter().all(|message| message.fresh_id);
         let copies: i64 = sqlx::query_scalar(&self.sql().publish)
             .bind(&ids)
             .bind(&names)
             .bind(&payloads)
             .bind(&deliver_ats)
             .bind(&headers)
-            .bind(messages.iter().all(|message| message.fresh_id))
+            .bind(fresh_ids)
             .fetch_one(executor)
-            .await?;
+            .await
+            .map_err(|error| match &error {
+                sqlx::Error::Database(database)
+                    if fresh_ids && database.code().as_deref() == Some(UNIQUE_VIOLATION) =>
+                {
+                    PublishError::PublishedTwice
+                }
+                _ => PublishError::Database(error),
+            })?;
         Ok(PublishReport {
             ids,
             copies: u64::try_from(copies).unwrap_or(0),
