@@ -1,7 +1,8 @@
 //! The schema the outbox lives in, and the migrations that create it there.
 //!
 //! The SQL files in `migrations/` name no schema: they are applied on a connection whose
-//! `search_path` is the target schema, and their functions capture it with
+//! `search_path` is the target schema (then `pg_temp`, so that a session's temporary tables
+//! never shadow the outbox's), and their functions capture it with
 //! `SET search_path FROM CURRENT`. Each schema therefore has its own tables, functions and
 //! `_sqlx_migrations` history, and several outboxes can share one database.
 
@@ -85,8 +86,10 @@ async fn migrate_locked(connection: &mut PgConnection, schema: &Schema) -> Resul
         let quoted = schema.quoted();
         connection
             .execute(
-                format!("CREATE SCHEMA IF NOT EXISTS {quoted}; SET search_path TO {quoted}")
-                    .as_str(),
+                format!(
+                    "CREATE SCHEMA IF NOT EXISTS {quoted}; SET search_path TO {quoted}, pg_temp"
+                )
+                .as_str(),
             )
             .await?;
         MIGRATOR.run(&mut *connection).await?;
