@@ -185,7 +185,7 @@ async fn republishing_the_same_id_into_a_queue_is_a_no_op() {
     let first = message("user.created", 1).id(id);
     assert_eq!(
         outbox
-            .publish(db.pool(), &[first.clone()])
+            .publish(db.pool(), std::slice::from_ref(&first))
             .await
             .unwrap()
             .copies,
@@ -193,7 +193,7 @@ async fn republishing_the_same_id_into_a_queue_is_a_no_op() {
     );
     assert_eq!(
         outbox
-            .publish(db.pool(), &[first.clone()])
+            .publish(db.pool(), std::slice::from_ref(&first))
             .await
             .unwrap()
             .copies,
@@ -360,9 +360,11 @@ async fn concurrent_claimers_never_hold_the_same_row_and_deliver_each_message_on
         claimer.await.unwrap();
     }
 
-    let delivered = delivered.lock().unwrap();
-    assert_eq!(delivered.len(), MESSAGES);
-    assert!(delivered.values().all(|&times| times == 1));
+    {
+        let delivered = delivered.lock().unwrap();
+        assert_eq!(delivered.len(), MESSAGES);
+        assert!(delivered.values().all(|&times| times == 1));
+    }
     let work = stats(&outbox, "work").await;
     assert_eq!(
         (work.pending, work.in_flight, work.delivered),

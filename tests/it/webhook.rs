@@ -107,6 +107,14 @@ fn each_message_is_posted_signed_in_the_seed_json_form() {
     assert_eq!(second_body["payload"], json!({"to": "bob@example.com"}));
 }
 
+/// (status, response headers, response body, expected outcome).
+type StatusCase = (
+    u16,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+    Outcome,
+);
+
 #[test]
 fn the_endpoints_answer_decides_the_outcome() {
     let retry = |reason: &str, delay: Option<u64>| Outcome::Retry {
@@ -116,7 +124,7 @@ fn the_endpoints_answer_decides_the_outcome() {
     let fatal = |reason: &str| Outcome::Fatal {
         reason: reason.to_owned(),
     };
-    let cases: Vec<(u16, Vec<(&str, &str)>, &str, Outcome)> = vec![
+    let cases: Vec<StatusCase> = vec![
         (200, vec![], "", Outcome::Ok),
         (202, vec![], "accepted", Outcome::Ok),
         (

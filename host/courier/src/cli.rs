@@ -103,21 +103,21 @@ where
         Ok(code) => code,
         Err(command) => run(Cli {
             config: cli.config,
-            command,
+            command: *command,
         }),
     }
 }
 
 /// Runs the subcommands that need no configuration, database or host (`test`, `plugins
 /// check`); gives any other command back.
-pub fn run_offline(command: Command, streams: &mut Streams<'_>) -> Result<ExitCode, Command> {
+pub fn run_offline(command: Command, streams: &mut Streams<'_>) -> Result<ExitCode, Box<Command>> {
     match command {
         Command::Test(args) => Ok(test::run(args, streams)),
         Command::Plugins(PluginsGroup {
             command: Some(PluginsCommand::Check(args)),
             ..
         }) => Ok(plugins_check::run(args, streams)),
-        command => Err(command),
+        command => Err(Box::new(command)),
     }
 }
 
@@ -131,7 +131,7 @@ pub fn run(cli: Cli) -> ExitCode {
         },
     ) {
         Ok(code) => return code,
-        Err(command) => command,
+        Err(command) => *command,
     };
     let cli = Cli {
         config: cli.config,
