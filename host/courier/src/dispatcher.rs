@@ -165,20 +165,13 @@ impl Dispatcher {
         for set in &workers {
             set.stop_claiming();
         }
-        for set in &mut workers {
-            for task in &mut set.tasks {
-                if tokio::time::timeout_at(deadline, &mut *task).await.is_err() {
-                    task.abort();
-                }
-            }
-        }
         let mut unfinished = Vec::new();
-        for set in workers {
-            for task in set.tasks {
-                // An aborted task is dropped once awaited: its in-flight deliveries become
-                // orphans. (A task that finished within the grace period was awaited above:
-                // awaiting it again would panic.)
-                if !task.is_finished() {
+        for set in &mut workers {
+            for mut task in std::mem::take(&mut set.tasks) {
+                if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                    task.abort();
+                    // An aborted task is dropped once awaited: its in-flight deliveries
+                    // become orphans.
                     let _ = task.await;
                 }
             }
@@ -187,6 +180,7 @@ impl Dispatcher {
                 unfinished.push(claimed.key);
             }
         }
+        drop(workers);
         // Every sender of finished deliveries is gone now: the completers drain and stop.
         for completer in self.completers {
             let _ = completer.await;

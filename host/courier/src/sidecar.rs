@@ -84,7 +84,6 @@ pub struct Subscription {
     pub events: Vec<String>,
 }
 
-
 /// Why a sidecar file is unusable. Every message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarError {

@@ -14,14 +14,16 @@ use super::{TestHost, cache_dir, eventually, install, queue_view, quick_retry, w
 
 const BINARY: &str = env!("CARGO_BIN_EXE_courier-under-test");
 
-/// Runs `courier ARGS` against `database_url` and returns its output.
-fn courier(database_url: &str, args: &[&str]) -> Output {
-    Command::new(BINARY)
+/// Runs `courier ARGS` against `database_url` and returns its output. Asynchronously: the
+/// host it talks to may run on this test's runtime.
+async fn courier(database_url: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(BINARY)
         .args(args)
         .env("COURIER_DATABASE_URL", database_url)
         .env("COURIER_CACHE_DIR", cache_dir())
         .env_remove("COURIER_API_TOKEN")
         .output()
+        .await
         .unwrap()
 }
 
@@ -46,31 +48,37 @@ async fn the_cli_publishes_and_shows_queues_plugins_and_dead_letters() {
     .await;
     let url = database.url();
 
-    let published = stdout(&courier(
-        url,
-        &["publish", "user.created", r#"{"email": "ada@example.com"}"#],
-    ));
+    let published = stdout(
+        &courier(
+            url,
+            &["publish", "user.created", r#"{"email": "ada@example.com"}"#],
+        )
+        .await,
+    );
     let id: uuid::Uuid = published.trim().parse().unwrap();
     host.wait_delivered("emails", 1).await;
 
     let fatal_id = "0190b1f4-7c1c-7cc0-8000-0000000000aa";
-    stdout(&courier(
-        url,
-        &[
-            "publish",
-            "user.created",
-            r#"{"name": "no email"}"#,
-            "--id",
-            fatal_id,
-        ],
-    ));
+    stdout(
+        &courier(
+            url,
+            &[
+                "publish",
+                "user.created",
+                r#"{"name": "no email"}"#,
+                "--id",
+                fatal_id,
+            ],
+        )
+        .await,
+    );
     eventually("the dead letter", || async {
         (host.queue("emails").await.dead == 1).then_some(())
     })
     .await;
 
     let queues: Value =
-        serde_json::from_str(&stdout(&courier(url, &["queues", "--json"]))).unwrap();
+        serde_json::from_str(&stdout(&courier(url, &["queues", "--json"]).await)).unwrap();
     let emails = queues["queues"]
         .as_array()
         .unwrap()
@@ -82,35 +90,33 @@ async fn the_cli_publishes_and_shows_queues_plugins_and_dead_letters() {
         (emails["delivered"].clone(), emails["dead"].clone()),
         (json!(1), json!(1))
     );
-    let table = stdout(&courier(url, &["queues"]));
+    let table = stdout(&courier(url, &["queues"]).await);
     assert!(table.contains("emails"), "{table}");
 
     let listen = host.address().to_string();
-    let plugins: Value = serde_json::from_str(&stdout(&courier(
-        url,
-        &["plugins", "--json", "--listen", &listen],
-    )))
+    let plugins: Value = serde_json::from_str(&stdout(
+        &courier(url, &["plugins", "--json", "--listen", &listen]).await,
+    ))
     .unwrap();
     assert_eq!(plugins["plugins"][0]["name"], "welcome-email");
     assert_eq!(plugins["plugins"][0]["state"], "loaded");
 
-    let dead: Value =
-        serde_json::from_str(&stdout(&courier(url, &["dead-letters", "list", "--json"]))).unwrap();
+    let dead: Value = serde_json::from_str(&stdout(
+        &courier(url, &["dead-letters", "list", "--json"]).await,
+    ))
+    .unwrap();
     let letter = &dead["dead_letters"][0];
     assert_eq!(letter["message_id"], fatal_id);
     assert_ne!(letter["message_id"], id.to_string());
     let dead_id = letter["id"].to_string();
-    stdout(&courier(url, &["dead-letters", "redrive", &dead_id]));
+    stdout(&courier(url, &["dead-letters", "redrive", &dead_id]).await);
     // Fatal again: back in the dead letters, then purged.
     eventually("the redriven delivery to die again", || async {
         let view = host.queue("emails").await;
         (view.dead == 1 && view.pending == 0 && view.in_flight == 0).then_some(())
     })
     .await;
-    let purged = stdout(&courier(
-        url,
-        &["dead-letters", "purge", "--queue", "emails"],
-    ));
+    let purged = stdout(&courier(url, &["dead-letters", "purge", "--queue", "emails"]).await);
     assert!(purged.contains("purged 1"), "{purged}");
     assert_eq!(host.queue("emails").await.dead, 0);
     host.stop().await;
@@ -120,7 +126,7 @@ async fn the_cli_publishes_and_shows_queues_plugins_and_dead_letters() {
 async fn cli_errors_name_the_problem() {
     let database = TestDatabase::new().await;
     let url = database.url();
-    let output = courier(url, &["publish", "nodot", "{}"]);
+    let output = courier(url, &["publish", "nodot", "{}"]).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -128,10 +134,10 @@ async fn cli_errors_name_the_problem() {
         "{stderr}"
     );
 
-    let output = courier(url, &["publish", "user.created", "{nope"]);
+    let output = courier(url, &["publish", "user.created", "{nope"]).await;
     assert!(String::from_utf8_lossy(&output.stderr).contains("PAYLOAD_JSON"));
 
-    let output = courier("postgres://courier@127.0.0.1:1/nowhere", &["queues"]);
+    let output = courier("postgres://courier@127.0.0.1:1/nowhere", &["queues"]).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -152,7 +158,7 @@ async fn cli_errors_name_the_problem() {
         "{stderr}"
     );
 
-    let output = courier(url, &["plugins", "--listen", "127.0.0.1:1"]);
+    let output = courier(url, &["plugins", "--listen", "127.0.0.1:1"]).await;
     assert!(String::from_utf8_lossy(&output.stderr).contains("courier run"));
 }
 
