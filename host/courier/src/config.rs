@@ -108,7 +108,7 @@ impl Settings {
             api_token: None,
             schema: "courier".to_owned(),
             log_format: LogFormat::Human,
-            log_filter: "info".to_owned(),
+            log_filter: "info,sqlx=warn".to_owned(),
             shutdown_grace: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
