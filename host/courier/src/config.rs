@@ -13,7 +13,7 @@
 //! | `api_token`        | `COURIER_API_TOKEN`                           |                  | none             |
 //! | `schema`           | `COURIER_SCHEMA`                              | `--schema`       | `courier`        |
 //! | `log_format`       | `COURIER_LOG_FORMAT`                          | `--log-format`   | `human`          |
-//! | `log`              | `COURIER_LOG`, then `RUST_LOG`                | `--log`          | `info`           |
+//! | `log`              | `COURIER_LOG`, then `RUST_LOG`                | `--log`          | `info,sqlx=warn` |
 //! | `shutdown_grace`   | `COURIER_SHUTDOWN_GRACE`                      |                  | `30s`            |
 //! | `poll_interval`    | `COURIER_POLL_INTERVAL`                       |                  | `1s`             |
 //! | `lease`            | `COURIER_LEASE`                               |                  | `60s`            |

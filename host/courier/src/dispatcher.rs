@@ -265,7 +265,9 @@ impl PluginWorkers {
     ) -> PluginWorkers {
         let limits = version.sidecar.limits;
         let concurrency = limits.concurrency.max(1) as usize;
-        let capacity = (shared.options.claim_batch_size as usize).max(concurrency * 2);
+        // Room for two claims, so that the next claim runs while the workers still have a
+        // whole batch to get through.
+        let capacity = (shared.options.claim_batch_size as usize * 2).max(concurrency * 2);
         let (claimed_sender, claimed) = mpsc::channel::<Claimed>(capacity);
         let claimed = Arc::new(Mutex::new(claimed));
         let (stop, stopped) = watch::channel(false);
