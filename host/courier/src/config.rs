@@ -36,7 +36,8 @@ use crate::units::{parse_byte_size, parse_duration};
 pub const DEFAULT_CONFIG_FILE: &str = "courier.toml";
 
 /// Validated settings shared by `courier run` and every subcommand that talks to the database.
-#[derive(Debug, Clone)]
+/// Their `Debug` form hides the API token and the database password.
+#[derive(Clone)]
 pub struct Settings {
     /// Where the outbox lives.
     pub database: Database,
@@ -66,6 +67,27 @@ pub struct Settings {
     pub claim_batch_size: u32,
     /// The largest HTTP request body accepted, in bytes.
     pub body_limit: usize,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("database", &self.database)
+            .field("data_dir", &self.data_dir)
+            .field("plugins_dir", &self.plugins_dir)
+            .field("cache_dir", &self.cache_dir)
+            .field("listen", &self.listen)
+            .field("api_token", &self.api_token.as_ref().map(|_| "***"))
+            .field("schema", &self.schema)
+            .field("log_format", &self.log_format)
+            .field("log_filter", &self.log_filter)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("poll_interval", &self.poll_interval)
+            .field("lease", &self.lease)
+            .field("claim_batch_size", &self.claim_batch_size)
+            .field("body_limit", &self.body_limit)
+            .finish()
+    }
 }
 
 /// Where the outbox lives.
@@ -695,7 +717,12 @@ mod tests {
             redact_url("postgres://localhost/db"),
             "postgres://localhost/db"
         );
-        let settings = Settings::with_defaults(Database::Url("postgres://a:b@h/d".to_owned()));
-        assert!(!format!("{settings:?}").contains(":b@"));
+        let mut settings = Settings::with_defaults(Database::Url("postgres://a:b@h/d".to_owned()));
+        settings.api_token = Some("secret-token-0123456789".to_owned());
+        let debug = format!("{settings:?}");
+        assert!(
+            !debug.contains(":b@") && !debug.contains("secret-token"),
+            "{debug}"
+        );
     }
 }

@@ -244,3 +244,21 @@ async fn metrics_are_prometheus_text() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_host_refuses_to_listen_beyond_loopback_without_a_token() {
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = super::test_settings(
+        "postgres://nobody@127.0.0.1:1/none",
+        plugins.path(),
+        data.path(),
+    );
+    settings.listen = "0.0.0.0:0".parse().unwrap();
+    let error = courier::host::Host::start(settings).await.unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("0.0.0.0") && message.contains("COURIER_API_TOKEN"),
+        "{message}"
+    );
+}
