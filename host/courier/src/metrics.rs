@@ -162,7 +162,11 @@ impl Metrics {
             plugin: plugin.to_owned(),
             queue: queue.to_owned(),
         };
+        let follow_ups = PublishSource {
+            source: "plugin".to_owned(),
+        };
         PluginQueueMetrics {
+            follow_ups: self.published.get_or_create(&follow_ups).clone(),
             calls: self.calls.get_or_create(&labels).clone(),
             delivered: self.delivered.get_or_create(&labels).clone(),
             retried: self.retried.get_or_create(&labels).clone(),
@@ -185,6 +189,8 @@ impl Metrics {
 /// The metrics of one (plugin, queue).
 #[derive(Debug, Clone)]
 pub struct PluginQueueMetrics {
+    /// `published{source="plugin"}`: follow-up events published with completions.
+    pub follow_ups: Counter,
     pub calls: Counter,
     pub delivered: Counter,
     pub retried: Counter,

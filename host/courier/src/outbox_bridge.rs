@@ -124,7 +124,10 @@ impl Finished {
             return;
         };
         match self.completion {
-            Completion::Delivered => metrics.delivered.inc(),
+            Completion::Delivered => {
+                metrics.follow_ups.inc_by(self.follow_ups.len() as u64);
+                metrics.delivered.inc()
+            }
             Completion::Retry { .. } => metrics.retried.inc(),
             Completion::DeadLetter { .. } => metrics.dead.inc(),
             Completion::Release => 0,
