@@ -287,15 +287,16 @@ impl DeadLetterView {
     }
 }
 
-/// Dead letters, oldest first, optionally of one queue.
+/// Dead letters, oldest first, optionally of one queue, after the dead letter `after`.
 pub async fn dead_letters(
     outbox: &Outbox,
     queue: Option<&str>,
+    after: Option<i64>,
     limit: u32,
 ) -> Result<Vec<DeadLetterView>, OutboxError> {
     let query = courier_outbox::DeadLetterQuery {
         queue: queue.map(str::to_owned),
-        after_id: None,
+        after_id: after,
         limit,
     };
     Ok(outbox

@@ -116,6 +116,11 @@ async fn running_out_of_attempts_dead_letters_the_delivery() {
         dead["last_error"].as_str().unwrap().contains("attempt 2"),
         "{dead}"
     );
+    let next_page = format!("/v1/dead-letters?after={}", dead["id"]);
+    let response = api_client::send(host.address(), Method::GET, &next_page, None, None)
+        .await
+        .unwrap();
+    assert_eq!(response.json(), json!({"dead_letters": []}));
     host.stop().await;
 }
 

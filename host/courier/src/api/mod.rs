@@ -96,12 +96,14 @@ async fn list_plugins(State(state): State<ApiState>) -> Json<serde_json::Value> 
     Json(serde_json::json!({ "plugins": state.registry.statuses() }))
 }
 
-/// `GET /v1/dead-letters?queue=Q&limit=N`.
+/// `GET /v1/dead-letters?queue=Q&limit=N&after=ID`: oldest first; `after` is the last id of
+/// the previous page.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeadLetterQuery {
     queue: Option<String>,
     limit: Option<u32>,
+    after: Option<i64>,
 }
 
 async fn list_dead_letters(
@@ -119,9 +121,10 @@ async fn list_dead_letters(
             "`limit` must be from 1 to 10000".to_owned(),
         ));
     }
-    let dead = outbox_bridge::dead_letters(&state.outbox, query.queue.as_deref(), limit)
-        .await
-        .map_err(|error| ApiError::internal("listing dead letters", error))?;
+    let dead =
+        outbox_bridge::dead_letters(&state.outbox, query.queue.as_deref(), query.after, limit)
+            .await
+            .map_err(|error| ApiError::internal("listing dead letters", error))?;
     Ok(Json(serde_json::json!({ "dead_letters": dead })).into_response())
 }
 

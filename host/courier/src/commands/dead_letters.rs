@@ -10,7 +10,7 @@ use crate::database::Connection;
 /// The `dead-letters` subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum DeadLettersCommand {
-    /// Lists dead letters, newest first.
+    /// Lists dead letters, oldest first.
     List {
         /// Only this queue's.
         #[arg(long)]
@@ -53,7 +53,8 @@ async fn execute(
 ) -> anyhow::Result<ExitCode> {
     match command {
         DeadLettersCommand::List { queue, limit, json } => {
-            let dead = crate::outbox_bridge::dead_letters(outbox, queue.as_deref(), *limit).await?;
+            let dead =
+                crate::outbox_bridge::dead_letters(outbox, queue.as_deref(), None, *limit).await?;
             if *json {
                 println!(
                     "{}",
