@@ -58,7 +58,10 @@ async fn sql_and_http_publishes_are_delivered_and_follow_ups_reach_a_second_plug
         3.0
     );
     assert_eq!(host.metric("courier_published_total{source=\"http\"}"), 2.0);
-    assert_eq!(host.metric("courier_published_total{source=\"plugin\"}"), 3.0);
+    assert_eq!(
+        host.metric("courier_published_total{source=\"plugin\"}"),
+        3.0
+    );
     host.stop().await;
 }
 
