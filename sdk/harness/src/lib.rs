@@ -29,8 +29,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use courier_runtime::{
-    Delivery, HttpMode, HttpStub, LogMode, Message, Plugin, PluginSettings, Runtime,
-    RuntimeConfig,
+    Delivery, HttpMode, HttpStub, LogMode, Message, Plugin, PluginSettings, Runtime, RuntimeConfig,
 };
 use uuid::Uuid;
 
@@ -454,7 +453,9 @@ fn published_payload(published: &[FollowUp], index: usize) -> Option<serde_json:
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 /// The harness's process-wide runtimes: a tokio runtime for the blocking methods and one
