@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 const URL: &str = "https://hooks.example.com/in";
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const ROTATED_SECRET: &str = "whsec_c2Vjb25kIHNlY3JldA==";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const ROTATED_SECRET: &str = "whsec_c2Vjb25kIHNlY3JldA==";
 
 fn configured() -> HarnessBuilder {
     Harness::builder()
@@ -39,7 +39,7 @@ fn header<'a>(request: &'a HttpRequestRecord, name: &str) -> Option<&'a str> {
 }
 
 /// Checks the request with the `standardwebhooks` crate, once per secret.
-fn assert_verifies(headers: &[(String, String)], body: &[u8]) {
+pub(crate) fn assert_verifies(headers: &[(String, String)], body: &[u8]) {
     let mut map = http::HeaderMap::new();
     for (name, value) in headers {
         map.append(
@@ -308,10 +308,10 @@ fn a_configuration_error_is_fatal_naming_the_key() {
 }
 
 /// One request as a loopback server received it.
-struct Received {
-    request_line: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Received {
+    pub(crate) request_line: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// Serves `count` connections on loopback, answering each `204 No Content`, and sends what
@@ -336,7 +336,7 @@ fn serve(count: usize) -> (String, mpsc::Receiver<Received>) {
     (address, receiver)
 }
 
-fn read_request(stream: &TcpStream) -> Received {
+pub(crate) fn read_request(stream: &TcpStream) -> Received {
     let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
     reader.read_line(&mut request_line).unwrap();

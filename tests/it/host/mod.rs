@@ -7,6 +7,7 @@ mod cli;
 mod delivery;
 mod reload;
 mod scale_out;
+mod webhook;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
