@@ -1,6 +1,7 @@
 //! The plugin runtime on real components: deadlines, memory limits, traps and the instance pool,
 //! the compiled-artifact cache, clear load errors, HTTP grants and guest output.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -482,4 +483,90 @@ async fn a_destination_answers_one_outcome_per_delivery() {
             kind: PluginKind::Handler
         })
     );
+}
+
+/// Records the events of target `courier::plugin` with their fields, on the current thread.
+#[derive(Clone, Default)]
+struct PluginEvents(std::sync::Arc<std::sync::Mutex<Vec<BTreeMap<String, String>>>>);
+
+struct Fields(BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
+    }
+}
+
+impl tracing::Subscriber for PluginEvents {
+    fn enabled(&self, _metadata: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, _span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _span: &tracing::span::Id, _values: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _span: &tracing::span::Id, _follows: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        if event.metadata().target() != "courier::plugin" {
+            return;
+        }
+        let mut fields = Fields(BTreeMap::new());
+        event.record(&mut fields);
+        fields
+            .0
+            .insert("level".into(), event.metadata().level().to_string());
+        self.0.lock().unwrap().push(fields.0);
+    }
+
+    fn enter(&self, _span: &tracing::span::Id) {}
+
+    fn exit(&self, _span: &tracing::span::Id) {}
+}
+
+#[test]
+fn in_tracing_mode_plugin_lines_carry_the_delivery_tags() {
+    let events = PluginEvents::default();
+    let mut delivery = delivery("user.created", r#"{"email": "ada@example.com"}"#, "emails");
+    delivery.attempt = 3;
+    let report = tracing::subscriber::with_default(events.clone(), || {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio.block_on(async {
+            let plugin = load(WELCOME_EMAIL, PluginSettings::default()).await;
+            plugin.handle(&delivery).await
+        })
+    });
+    assert_eq!(report.result, Ok(Outcome::Ok));
+    assert!(
+        report.logs.is_empty(),
+        "nothing is captured in tracing mode"
+    );
+    let events = events.0.lock().unwrap();
+    let expected: BTreeMap<String, String> = [
+        ("level", "INFO"),
+        ("plugin", "welcome-email"),
+        ("source", "plugin"),
+        ("queue", "emails"),
+        ("message_id", &delivery.message.id.to_string()),
+        ("attempt", "3"),
+        (
+            "message",
+            "sending welcome email to ada@example.com from no-reply@example.com",
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value.to_string()))
+    .collect();
+    assert_eq!(events.as_slice(), [expected]);
 }
