@@ -96,6 +96,12 @@ async fn steady_mode_with_two_hosts_and_two_queues_measures_every_delivery_start
     assert_eq!(report.published, 400);
     assert_eq!(report.expected_deliveries, 800);
     assert_eq!(report.delivered, 800);
+    // The warm-up's deliveries count in neither the total nor the rate.
+    assert_eq!(
+        report.delivered_per_second,
+        800.0 / report.deliver_seconds,
+        "{report:?}"
+    );
     assert_eq!(
         (report.retried, report.dead, report.left_in_outbox),
         (0, 0, 0)

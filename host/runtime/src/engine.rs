@@ -20,8 +20,9 @@ pub struct RuntimeConfig {
     /// allocator reserves address space for this many up front.
     pub max_instances: u32,
     /// The most linear memory one instance may have; every plugin's
-    /// [`crate::Limits::memory_bytes`] must be at most this. Each pooled memory slot reserves
-    /// this much address space (plus a guard region).
+    /// [`crate::Limits::memory_bytes`] must be at most this. (Each pooled memory slot reserves
+    /// 4 GiB of address space plus a guard region, whatever this limit: no memory is
+    /// committed for it, and guest code needs no bounds checks.)
     pub max_memory_bytes: u64,
     /// How often the epoch advances: the granularity of call deadlines.
     pub epoch_tick: Duration,
@@ -48,6 +49,8 @@ const TABLES_PER_COMPONENT: u32 = 4;
 const TABLE_ELEMENTS: usize = 50_000;
 /// Per pooled slot, how much of a memory (or table) is reset in place rather than unmapped
 /// when its instance is dropped; the rest is returned to the kernel.
+/// What a 32-bit memory index can address.
+const WASM32_ADDRESS_SPACE: u64 = 1 << 32;
 const KEEP_RESIDENT_MEMORY_BYTES: usize = 2 << 20;
 const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
 
@@ -82,7 +85,10 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeErro
         // machinery a call is a plain call on a fiber, and dropping a store is cheap.
         .concurrency_support(false)
         .epoch_interruption(true)
-        .memory_reservation(config.max_memory_bytes)
+        // Reserve the whole 32-bit address space (plus the default guard) for every memory,
+        // however small its limit: then every load and store is checked by the MMU rather
+        // than by an explicit bounds check compiled into the guest's code.
+        .memory_reservation(WASM32_ADDRESS_SPACE)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     Engine::new(&wasm).map_err(|error| RuntimeError::Engine(format!("{error:#}")))
 }

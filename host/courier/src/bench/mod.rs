@@ -91,6 +91,10 @@ pub struct BenchArgs {
     /// Size of each payload in bytes (a JSON object `{"pad": "xxx..."}`, at least 10 bytes).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(10..=1_048_576))]
     pub payload_bytes: u64,
+    /// The payload of every message, as JSON text, instead of a `--payload-bytes` padding
+    /// object (for a plugin that expects fields, for example `{"email": "ada@example.com"}`).
+    #[arg(long, value_name = "JSON", conflicts_with = "payload_bytes")]
+    pub payload: Option<String>,
     /// Messages per publish statement (drain), or the most one statement carries (steady).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
@@ -388,7 +392,14 @@ impl<'a> Bench<'a> {
                     .map(|copy| host.metrics().for_plugin_queue(&copy.name, &copy.queue))
             })
             .collect();
-        let payload = payload_of(args.payload_bytes);
+        let payload = match &args.payload {
+            Some(text) => {
+                serde_json::from_str::<serde::de::IgnoredAny>(text)
+                    .with_context(|| format!("--payload is not valid JSON: {text}"))?;
+                text.clone()
+            }
+            None => payload_of(args.payload_bytes),
+        };
         Ok(Bench {
             args,
             database,
@@ -577,7 +588,13 @@ impl<'a> Bench<'a> {
         );
         report.target_rate = Some(self.args.rate);
         let (delivered, retried, dead) = self.outcomes();
+        // The warm-up's deliveries are not part of the run.
         report.delivered = delivered.saturating_sub(warm_target);
+        report.delivered_per_second = if report.deliver_seconds > 0.0 {
+            report.delivered as f64 / report.deliver_seconds
+        } else {
+            0.0
+        };
         report.retried = retried;
         report.dead = dead;
         Ok(report)
