@@ -1161,13 +1161,26 @@ async fn migrations_run_once_under_concurrency_and_schemas_are_independent() {
     b.unwrap();
     c.unwrap();
     first.migrate().await.unwrap();
+    // Each migration is recorded once per schema, however many ran it at once.
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|ext| ext == "sql")
+        })
+        .count() as i64;
+    assert!(migrations >= 1);
     assert_eq!(
         count(&db, "SELECT count(*) FROM courier._sqlx_migrations").await,
-        1
+        migrations
     );
     assert_eq!(
         count(&db, "SELECT count(*) FROM tenant_b._sqlx_migrations").await,
-        1
+        migrations
     );
 
     route(&first, "emails", "user", &["created"]).await;
@@ -1289,4 +1302,64 @@ async fn fanned_out_payloads_are_deleted_after_the_last_copy_whatever_the_order(
     for queue in ["q1", "q2", "q3"] {
         assert_eq!(stats(&outbox, queue).await.delivered, MESSAGES as u64);
     }
+}
+
+#[tokio::test]
+async fn a_delivered_batch_records_the_copies_it_holds_and_names_the_others() {
+    let db = TestDatabase::new().await;
+    let outbox = outbox(&db).await;
+    // Two queues: the copies share one stored payload.
+    route(&outbox, "emails", "user", &["created"]).await;
+    route(&outbox, "audit", "user", &["created"]).await;
+    let messages: Vec<NewMessage> = (0..3).map(|n| message("user.created", n)).collect();
+    outbox.publish(db.pool(), &messages).await.unwrap();
+    let claimed = claim(&outbox, "emails", &["user.created"], 10).await;
+    assert_eq!(claimed.len(), 3);
+
+    // The second completion names a lease this caller never held.
+    let mut forged = done(&claimed[1], Completion::Delivered);
+    forged.delivery.lease_token = Uuid::new_v4();
+    let report = outbox
+        .complete(&[
+            done(&claimed[0], Completion::Delivered),
+            forged.clone(),
+            done(&claimed[2], Completion::Delivered),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(report.delivered, 2);
+    assert_eq!(report.lease_lost, [forged.delivery]);
+    let emails = stats(&outbox, "emails").await;
+    assert_eq!(
+        (emails.pending, emails.in_flight, emails.delivered),
+        (0, 1, 2)
+    );
+
+    // The real holder of the second copy completes it; the audit copies still read their
+    // payloads once the emails copies are gone and housekeeping has run.
+    let report = outbox
+        .complete(&[done(&claimed[1], Completion::Delivered)])
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.lease_lost.len()), (1, 0));
+    outbox.housekeeping().await.unwrap();
+    let audit = claim(&outbox, "audit", &["user.created"], 10).await;
+    let payloads: HashSet<&str> = audit.iter().map(|d| d.payload.as_str()).collect();
+    assert_eq!(
+        payloads,
+        HashSet::from([r#"{"n": 0}"#, r#"{"n": 1}"#, r#"{"n": 2}"#])
+    );
+    let report = outbox
+        .complete(
+            &audit
+                .iter()
+                .map(|d| done(d, Completion::Delivered))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.delivered, 3);
+    outbox.housekeeping().await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM courier.messages").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM courier.leases").await, 0);
 }

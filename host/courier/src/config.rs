@@ -17,7 +17,7 @@
 //! | `shutdown_grace`   | `COURIER_SHUTDOWN_GRACE`                      |                  | `30s`            |
 //! | `poll_interval`    | `COURIER_POLL_INTERVAL`                       |                  | `1s`             |
 //! | `lease`            | `COURIER_LEASE`                               |                  | `60s`            |
-//! | `claim_batch_size` | `COURIER_CLAIM_BATCH_SIZE`                    |                  | `1000`           |
+//! | `claim_batch_size` | `COURIER_CLAIM_BATCH_SIZE`                    |                  | `4000`           |
 //! | `body_limit`       | `COURIER_BODY_LIMIT`                          |                  | `1MiB`           |
 //!
 //! The file is `--config-file PATH`, or `./courier.toml` when it exists. Unknown keys in the file
@@ -134,7 +134,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
-            claim_batch_size: 1000,
+            claim_batch_size: 4000,
             body_limit: 1 << 20,
         }
     }

@@ -70,7 +70,7 @@ impl std::fmt::Debug for CallProbe {
 impl Default for DispatcherOptions {
     fn default() -> DispatcherOptions {
         DispatcherOptions {
-            claim_batch_size: 1000,
+            claim_batch_size: 4000,
             claimers_per_plugin: 1,
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),

@@ -116,14 +116,26 @@ impl Outbox {
         let has_follow_ups = completions.iter().any(|completed| {
             completed.completion == Completion::Delivered && !completed.follow_ups.is_empty()
         });
-        let query = sqlx::query_as::<_, (String, Uuid)>(&self.sql().complete)
-            .bind(&queues)
-            .bind(&ids)
-            .bind(&tokens)
-            .bind(&kinds)
-            .bind(&delays)
-            .bind(&errors)
-            .bind(self.archives_delivered());
+        // Copies delivered and not archived (the common case) take the lean statement.
+        let all_delivered = !self.archives_delivered()
+            && completions
+                .iter()
+                .all(|completed| completed.completion == Completion::Delivered);
+        let query = if all_delivered {
+            sqlx::query_as::<_, (String, Uuid)>(&self.sql().complete_delivered)
+                .bind(&queues)
+                .bind(&ids)
+                .bind(&tokens)
+        } else {
+            sqlx::query_as::<_, (String, Uuid)>(&self.sql().complete)
+                .bind(&queues)
+                .bind(&ids)
+                .bind(&tokens)
+                .bind(&kinds)
+                .bind(&delays)
+                .bind(&errors)
+                .bind(self.archives_delivered())
+        };
 
         let lost: Vec<(String, Uuid)>;
         let mut follow_ups = 0;

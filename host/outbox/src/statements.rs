@@ -11,6 +11,7 @@ pub(crate) struct Statements {
     pub publish: String,
     pub claim: String,
     pub complete: String,
+    pub complete_delivered: String,
     pub declare: String,
     pub routes: String,
     pub delete_route: String,
@@ -28,69 +29,6 @@ pub(crate) struct Statements {
     pub unrouted: String,
     pub next_due_at: String,
 }
-
-/// The claim: per queue, the oldest due unleased copies of the served names (an ordered
-/// scan of `deliveries_ready`; copies due at the same time come in the order they were
-/// stored), locked with SKIP LOCKED; the oldest `limit` of those are
-/// leased (a HOT update: no index covers the lease columns) and returned with their payload,
-/// and the lease is recorded per queue in `leases`.
-///
-/// The claim's commit does not wait for the disk (`synchronous_commit` off for its own
-/// transaction): if the database crashed before flushing it, the deliveries would just be
-/// claimed again, so it need not cost a disk flush, and a claim returns milliseconds sooner.
-/// The commits that record outcomes and publish do wait.
-const CLAIM: &str = r#"
-WITH settings AS (
-    SELECT set_config('synchronous_commit', 'off', true)
-),
-served AS (
-    SELECT s.queue, array_agg(s.name) AS names
-    FROM unnest($1::text[], $2::text[]) AS s(queue, name), settings
-    GROUP BY s.queue
-),
-picked AS (
-    SELECT c.row_id, c.deliver_at, c.message_id
-    FROM served
-    CROSS JOIN LATERAL (
-        SELECT d.ctid AS row_id, d.deliver_at, d.message_id
-        FROM {s}.deliveries d
-        WHERE d.queue = served.queue
-          AND d.deliver_at <= now()
-          AND d.lease_owner IS NULL
-          AND d.name = ANY (served.names)
-        ORDER BY d.deliver_at
-        LIMIT $3
-        FOR UPDATE SKIP LOCKED
-    ) c
-    ORDER BY c.deliver_at
-    LIMIT $3
-),
-claimed AS (
-    UPDATE {s}.deliveries d
-    SET attempt = d.attempt + 1,
-        lease_owner = $4,
-        lease_until = now() + $5 * interval '1 millisecond'
-    WHERE d.ctid = ANY (ARRAY(SELECT p.row_id FROM picked p))
-    RETURNING d.message_id, d.queue, d.name, d.deliver_at, d.published_at, d.attempt,
-              d.lease_until, d.last_error, d.payload, d.headers
-),
-leased AS (
-    INSERT INTO {s}.leases (token, queue, expires_at, remaining, ids)
-    SELECT $4, c.queue, min(c.lease_until), count(*), array_agg(c.message_id)
-    FROM claimed c
-    GROUP BY c.queue
-)
-SELECT c.message_id, c.queue, c.name, c.deliver_at, c.attempt, c.lease_until, c.last_error,
-       CASE WHEN c.payload IS NULL
-            THEN (SELECT m.payload FROM {s}.messages m WHERE m.id = c.message_id)
-            ELSE c.payload END::text,
-       CASE WHEN c.payload IS NULL
-            THEN (SELECT m.headers FROM {s}.messages m WHERE m.id = c.message_id)
-            ELSE coalesce(c.headers, '{}') END::text,
-       c.published_at
-FROM claimed c
-ORDER BY c.deliver_at, c.message_id
-"#;
 
 const QUEUE_STATS: &str = r#"
 WITH totals AS (
@@ -179,10 +117,18 @@ impl Statements {
                 "SELECT {s}.publish_many($1::uuid[], $2::text[], $3::text[]::jsonb[], \
                  $4::timestamptz[], $5::text[]::jsonb[], $6::boolean)",
             ),
-            claim: sql(CLAIM),
+            claim: sql(
+                "SELECT o_id, o_queue, o_name, o_deliver_at, o_attempt, o_lease_until, \
+                 o_last_error, o_payload, o_headers, o_published_at \
+                 FROM {s}.claim($1::text[], $2::text[], $3::integer, $4::uuid, $5::bigint)",
+            ),
             complete: sql(
                 "SELECT lost_queue, lost_id FROM {s}.complete_many($1::text[], $2::uuid[], \
                  $3::uuid[], $4::\"char\"[], $5::bigint[], $6::text[], $7::boolean)",
+            ),
+            complete_delivered: sql(
+                "SELECT lost_queue, lost_id FROM {s}.complete_delivered($1::text[], \
+                 $2::uuid[], $3::uuid[])",
             ),
             declare: sql(
                 "INSERT INTO {s}.routes (queue, topic, events) VALUES ($1, $2, $3) \
