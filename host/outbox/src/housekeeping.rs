@@ -62,7 +62,8 @@ pub struct HousekeepingReport {
 
 impl Outbox {
     /// Counts the copies of shared (fanned-out) messages that left their queues off those
-    /// messages and deletes the messages with no copy left. Returns the copies counted.
+    /// messages and deletes the messages with no copy left. Returns the copies counted: 0
+    /// when another collector (another host's housekeeping) is at work in this schema.
     pub async fn collect_messages(&self) -> Result<u64, OutboxError> {
         let mut total = 0;
         loop {
