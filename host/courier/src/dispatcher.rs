@@ -31,7 +31,8 @@ pub struct DispatcherOptions {
     /// The most deliveries claimed in one statement.
     pub claim_batch_size: u32,
     /// Claim loops per plugin version (`FOR UPDATE SKIP LOCKED` keeps their claims apart).
-    /// One by default: a second one did not change the drain rate measured on two cores.
+    /// The first follows the queues' wake-ups; the others join in only while a backlog
+    /// keeps the claims full, so a trickle of messages costs one claim each, not several.
     pub claimers_per_plugin: usize,
     /// The shortest lease a claim takes. A plugin whose timeout needs more gets three times
     /// its timeout.
@@ -75,7 +76,7 @@ impl Default for DispatcherOptions {
     fn default() -> DispatcherOptions {
         DispatcherOptions {
             claim_batch_size: 4000,
-            claimers_per_plugin: 1,
+            claimers_per_plugin: 2,
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
             completers: 2,
@@ -288,13 +289,20 @@ impl PluginWorkers {
         let handles = Arc::new(MetricHandles::new(&shared.metrics, &version));
 
         let mut tasks = Vec::with_capacity(concurrency + 1);
-        for _ in 0..shared.options.claimers_per_plugin.max(1) {
+        let backlog = Arc::new(Notify::new());
+        for index in 0..shared.options.claimers_per_plugin.max(1) {
+            let role = if index == 0 {
+                ClaimerRole::Leader
+            } else {
+                ClaimerRole::Helper
+            };
             tasks.push(tokio::spawn(claim_loop(
                 shared.clone(),
                 version.clone(),
                 claimed_sender.clone(),
                 stopped.clone(),
                 pace.clone(),
+                (role, backlog.clone()),
             )));
         }
         drop(claimed_sender);
@@ -397,9 +405,13 @@ async fn claim_loop(
     buffer: mpsc::Sender<Claimed>,
     mut stopped: watch::Receiver<bool>,
     pace: Arc<Pace>,
+    (role, backlog): (ClaimerRole, Arc<Notify>),
 ) {
     let set = ClaimSet::new(&version.subscriptions);
-    let signals: Vec<Arc<Notify>> = set.queues().map(|q| shared.wakeups.queue(q)).collect();
+    let signals: Vec<Arc<Notify>> = match role {
+        ClaimerRole::Leader => set.queues().map(|q| shared.wakeups.queue(q)).collect(),
+        ClaimerRole::Helper => vec![backlog.clone()],
+    };
     let lease = lease_for(&shared.options, &version);
     let batch = shared.options.claim_batch_size as usize;
     let mut failures = 0u32;
@@ -435,6 +447,10 @@ async fn claim_loop(
                 }
             };
             let count = claimed.len();
+            if count == room {
+                // A full claim: there is a backlog, which the helpers help drain.
+                backlog.notify_waiters();
+            }
             for delivery in claimed {
                 if buffer.send(delivery).await.is_err() {
                     break 'serving;
@@ -450,6 +466,14 @@ async fn claim_loop(
         }
     }
     // Dropping the sender lets the workers drain the buffer, then stop.
+}
+
+/// What starts a claim loop's claims: the leader follows its queues' wake-ups; a helper
+/// follows the leader's full claims (a backlog).
+#[derive(Debug, Clone, Copy)]
+enum ClaimerRole {
+    Leader,
+    Helper,
 }
 
 /// Resolves when one of `signals` is notified.
