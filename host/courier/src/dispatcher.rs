@@ -2,7 +2,8 @@
 //! batches of deliveries for the queues and event names the active plugins serve, hands them
 //! to the plugins within each plugin's concurrency limit, and records the outcomes in batches.
 //!
-//! Per active plugin version there is one claim loop and `concurrency` workers sharing a
+//! Per active plugin version there is a claim loop following the queues' wake-ups (and a
+//! helper that joins it while claims come back full) and `concurrency` workers sharing a
 //! bounded buffer of claimed deliveries; every worker sends its finished deliveries to a few
 //! completers, which write them to the outbox in batches. A new version of a plugin gets new
 //! workers; the old version's workers finish what they already claimed, then stop.
