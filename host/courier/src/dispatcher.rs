@@ -425,10 +425,12 @@ async fn claim_loop(
             let buffered = pace.capacity - buffer.capacity();
             let target = pace.buffer_target();
             let room = target.saturating_sub(buffered).min(batch);
-            // Wait for a worthwhile amount of room rather than claiming a few at a time.
+            // Wait for a worthwhile amount of room rather than claiming a few at a time. The
+            // poll interval bounds the wait, so no claim loop can miss its turn for good.
             if room == 0 || (buffered > 0 && room < target / 4) {
                 tokio::select! {
                     () = pace.room.notified() => continue,
+                    () = tokio::time::sleep(shared.options.poll_interval) => continue,
                     _ = stopped.changed() => break 'serving,
                 }
             }
@@ -556,6 +558,9 @@ impl Worker {
                 };
                 let received = claimed.recv_many(&mut batch, limit).await;
                 if claimed.len() <= self.pace.buffer_target() / 2 {
+                    // Every claim loop waiting for room (the leader and its helper), or the
+                    // next one to wait.
+                    self.pace.room.notify_waiters();
                     self.pace.room.notify_one();
                 }
                 received
