@@ -42,9 +42,12 @@ impl Default for RuntimeConfig {
 
 /// Core instances, memories and tables per component instance the pool provides for, on
 /// average: a Rust component has about three core instances, one memory and two tables;
-/// components of interpreted languages have more.
+/// components of interpreted languages have more core instances and tables. Components of
+/// every SDK (Rust, Python, JavaScript, C) define one memory, and each pooled memory slot
+/// reserves 4 GiB of address space: one per instance keeps an engine of 1,000 instances at
+/// about 4 TiB of the 128 TiB a process can address.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
-const MEMORIES_PER_COMPONENT: u32 = 2;
+const MEMORIES_PER_COMPONENT: u32 = 1;
 const TABLES_PER_COMPONENT: u32 = 4;
 const TABLE_ELEMENTS: usize = 50_000;
 /// Per pooled slot, how much of a memory (or table) is reset in place rather than unmapped
