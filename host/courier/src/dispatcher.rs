@@ -357,6 +357,8 @@ struct Pace {
     mean_call_nanos: AtomicU64,
     /// Signalled when the buffer has room again.
     room: Notify,
+    /// Held by a claim loop while it decides how much room to claim for and reserves it.
+    claiming: std::sync::Mutex<()>,
 }
 
 impl Pace {
@@ -367,6 +369,7 @@ impl Pace {
             lease,
             mean_call_nanos: AtomicU64::new(0),
             room: Notify::new(),
+            claiming: std::sync::Mutex::new(()),
         }
     }
 
@@ -422,18 +425,36 @@ async fn claim_loop(
             if *stopped.borrow() {
                 break 'serving;
             }
-            let buffered = pace.capacity - buffer.capacity();
-            let target = pace.buffer_target();
-            let room = target.saturating_sub(buffered).min(batch);
-            // Wait for a worthwhile amount of room rather than claiming a few at a time. The
-            // poll interval bounds the wait, so no claim loop can miss its turn for good.
-            if room == 0 || (buffered > 0 && room < target / 4) {
+            // Reserve the room in the buffer before claiming, so that the other claim loop
+            // of this plugin counts it as taken.
+            let permits = {
+                let _turn = pace
+                    .claiming
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let buffered = pace.capacity - buffer.capacity();
+                let target = pace.buffer_target();
+                let room = target.saturating_sub(buffered).min(batch);
+                // Wait for a worthwhile amount of room rather than claiming a few at a time.
+                if room == 0 || (buffered > 0 && room < target / 4) {
+                    None
+                } else {
+                    match buffer.try_reserve_many(room) {
+                        Ok(permits) => Some(permits),
+                        Err(mpsc::error::TrySendError::Full(())) => None,
+                        Err(mpsc::error::TrySendError::Closed(())) => break 'serving,
+                    }
+                }
+            };
+            let Some(permits) = permits else {
+                // The poll interval bounds the wait, so no claim loop misses its turn for good.
                 tokio::select! {
                     () = pace.room.notified() => continue,
                     () = tokio::time::sleep(shared.options.poll_interval) => continue,
                     _ = stopped.changed() => break 'serving,
                 }
-            }
+            };
+            let room = permits.len();
             let claimed = match outbox_bridge::claim(&shared.outbox, &set, room, lease).await {
                 Ok(claimed) => {
                     failures = 0;
@@ -454,10 +475,9 @@ async fn claim_loop(
                 // A full claim: there is a backlog, which the helpers help drain.
                 backlog.notify_waiters();
             }
-            for delivery in claimed {
-                if buffer.send(delivery).await.is_err() {
-                    break 'serving;
-                }
+            // Unused permits return to the buffer when dropped.
+            for (permit, delivery) in permits.zip(claimed) {
+                permit.send(delivery);
             }
             if count < room {
                 break;
