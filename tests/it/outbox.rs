@@ -1363,3 +1363,39 @@ async fn a_delivered_batch_records_the_copies_it_holds_and_names_the_others() {
     assert_eq!(count(&db, "SELECT count(*) FROM courier.messages").await, 0);
     assert_eq!(count(&db, "SELECT count(*) FROM courier.leases").await, 0);
 }
+
+#[tokio::test]
+async fn a_stale_and_a_current_outcome_of_one_copy_in_one_batch_are_told_apart() {
+    let db = TestDatabase::new().await;
+    let outbox = outbox(&db).await;
+    route(&outbox, "emails", "user", &["created"]).await;
+    route(&outbox, "audit", "audit", &["sent"]).await;
+    outbox
+        .publish(db.pool(), &[message("user.created", 1)])
+        .await
+        .unwrap();
+    let first = claim(&outbox, "emails", &["user.created"], 10)
+        .await
+        .remove(0);
+    sqlx::query("UPDATE courier.leases SET expires_at = now() - interval '1 second'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(outbox.rescue_expired().await.unwrap().len(), 1);
+    let second = claim(&outbox, "emails", &["user.created"], 10)
+        .await
+        .remove(0);
+    assert_eq!((second.id, second.attempt), (first.id, 2));
+
+    // Both outcomes reach the outbox in one batch, the stale one first.
+    let mut stale = done(&first, Completion::Delivered);
+    stale.follow_ups.push(message("audit.sent", 1));
+    let mut current = done(&second, Completion::Delivered);
+    current.follow_ups.push(message("audit.sent", 2));
+    let report = outbox.complete(&[stale, current]).await.unwrap();
+    assert_eq!(report.lease_lost, [first.key()]);
+    assert_eq!((report.delivered, report.follow_ups), (1, 1));
+    let follow_ups = claim(&outbox, "audit", &["audit.sent"], 10).await;
+    assert_eq!(follow_ups.len(), 1);
+    assert_eq!(follow_ups[0].payload, r#"{"n": 2}"#);
+}

@@ -77,6 +77,17 @@ pub struct CompletionReport {
     pub follow_ups: usize,
 }
 
+impl CompletionReport {
+    fn absorb(&mut self, other: CompletionReport) {
+        self.delivered += other.delivered;
+        self.retried += other.retried;
+        self.dead_lettered += other.dead_lettered;
+        self.released += other.released;
+        self.lease_lost.extend(other.lease_lost);
+        self.follow_ups += other.follow_ups;
+    }
+}
+
 impl Outbox {
     /// Records a batch of outcomes in one transaction. Each is applied only if the caller
     /// still holds the delivery's lease; the others are listed in
@@ -88,6 +99,18 @@ impl Outbox {
     ) -> Result<CompletionReport, OutboxError> {
         if completions.is_empty() {
             return Ok(CompletionReport::default());
+        }
+        // Two outcomes for one copy in a batch (its lease expired and it was claimed again
+        // while the first outcome waited): the statements name lost leases by queue and id,
+        // so the second outcome goes in a statement of its own.
+        let mut seen = HashSet::with_capacity(completions.len());
+        if let Some(split) = completions
+            .iter()
+            .position(|c| !seen.insert((c.delivery.queue.as_str(), c.delivery.id)))
+        {
+            let mut report = Box::pin(self.complete(&completions[..split])).await?;
+            report.absorb(Box::pin(self.complete(&completions[split..])).await?);
+            return Ok(report);
         }
         let mut queues = Vec::with_capacity(completions.len());
         let mut ids = Vec::with_capacity(completions.len());
