@@ -20,9 +20,10 @@ pub struct RuntimeConfig {
     /// allocator reserves address space for this many up front.
     pub max_instances: u32,
     /// The most linear memory one instance may have; every plugin's
-    /// [`crate::Limits::memory_bytes`] must be at most this. (Each pooled memory slot reserves
-    /// 4 GiB of address space plus a guard region, whatever this limit: no memory is
-    /// committed for it, and guest code needs no bounds checks.)
+    /// [`crate::Limits::memory_bytes`] must be at most this, and this at most 4 GiB. (Each
+    /// pooled memory slot reserves 4 GiB of address space plus a guard region, whatever
+    /// this limit: no memory is committed for it, and guest code needs no bounds checks.
+    /// Where the process cannot reserve that much, slots reserve this limit instead.)
     pub max_memory_bytes: u64,
     /// How often the epoch advances: the granularity of call deadlines.
     pub epoch_tick: Duration,
@@ -50,10 +51,10 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
 const MEMORIES_PER_COMPONENT: u32 = 1;
 const TABLES_PER_COMPONENT: u32 = 4;
 const TABLE_ELEMENTS: usize = 50_000;
-/// Per pooled slot, how much of a memory (or table) is reset in place rather than unmapped
-/// when its instance is dropped; the rest is returned to the kernel.
 /// What a 32-bit memory index can address.
 const WASM32_ADDRESS_SPACE: u64 = 1 << 32;
+/// Per pooled slot, how much of a memory (or table) is reset in place rather than unmapped
+/// when its instance is dropped; the rest is returned to the kernel.
 const KEEP_RESIDENT_MEMORY_BYTES: usize = 2 << 20;
 const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
 
@@ -62,6 +63,12 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeErro
         return Err(RuntimeError::Engine(
             "max_instances must be at least 1".to_string(),
         ));
+    }
+    if config.max_memory_bytes > WASM32_ADDRESS_SPACE {
+        return Err(RuntimeError::Engine(format!(
+            "max_memory_bytes must be at most 4 GiB (what a 32-bit memory can address), not {}",
+            config.max_memory_bytes
+        )));
     }
     let max_memory = usize::try_from(config.max_memory_bytes)
         .map_err(|_| RuntimeError::Engine("max_memory_bytes is too large".to_string()))?;
@@ -82,18 +89,36 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeErro
         .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY_BYTES)
         .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES);
 
-    let mut wasm = Config::new();
-    wasm.wasm_component_model(true)
-        // The contract has no async functions: without the component-model concurrency
-        // machinery a call is a plain call on a fiber, and dropping a store is cheap.
-        .concurrency_support(false)
-        .epoch_interruption(true)
-        // Reserve the whole 32-bit address space (plus the default guard) for every memory,
-        // however small its limit: then every load and store is checked by the MMU rather
-        // than by an explicit bounds check compiled into the guest's code.
-        .memory_reservation(WASM32_ADDRESS_SPACE)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-    Engine::new(&wasm).map_err(|error| RuntimeError::Engine(format!("{error:#}")))
+    let engine = |reservation: u64| {
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            // The contract has no async functions: without the component-model concurrency
+            // machinery a call is a plain call on a fiber, and dropping a store is cheap.
+            .concurrency_support(false)
+            .epoch_interruption(true)
+            .memory_reservation(reservation)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling.clone()));
+        Engine::new(&wasm)
+    };
+    // Reserve the whole 32-bit address space (plus the default guard) for every memory,
+    // however small its limit: then every load and store is checked by the MMU rather than
+    // by an explicit bounds check compiled into the guest's code. That is about 4 GiB of
+    // address space (never memory) per pooled slot; where the process may not address that
+    // much (`ulimit -v`, a small virtual address space), reserve only the limit and let the
+    // guest code check its bounds.
+    engine(WASM32_ADDRESS_SPACE)
+        .or_else(|error| {
+            let fallback = engine(config.max_memory_bytes);
+            if fallback.is_ok() {
+                tracing::warn!(
+                    error = %format!("{error:#}"),
+                    "cannot reserve 4 GiB of address space per plugin memory; plugins run \
+                     with explicit bounds checks, more slowly"
+                );
+            }
+            fallback
+        })
+        .map_err(|error| RuntimeError::Engine(format!("{error:#}")))
 }
 
 /// Advances the engine's epoch every tick until dropped.
@@ -117,5 +142,24 @@ impl EpochTicker {
             })
             .map_err(RuntimeError::Ticker)?;
         Ok(EpochTicker { _stop: stop })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memory_limit_beyond_what_wasm32_addresses_is_refused_by_name() {
+        let config = RuntimeConfig {
+            max_memory_bytes: (4 << 30) + 1,
+            max_instances: 1,
+            ..RuntimeConfig::default()
+        };
+        let error = build_engine(&config).unwrap_err().to_string();
+        assert!(
+            error.contains("max_memory_bytes must be at most 4 GiB"),
+            "{error}"
+        );
     }
 }
