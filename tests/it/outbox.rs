@@ -62,6 +62,14 @@ async fn stats(outbox: &Outbox, queue: &str) -> QueueStats {
         .unwrap_or_else(|| panic!("no statistics for queue {queue}"))
 }
 
+/// Moves every lease's expiry into the past, as if its holder had stalled beyond it.
+async fn expire_every_lease(db: &TestDatabase) {
+    sqlx::query("UPDATE courier.leases SET expires_at = now() - interval '1 second'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+}
+
 async fn count(db: &TestDatabase, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db.pool()).await.unwrap()
 }
@@ -393,10 +401,7 @@ async fn an_expired_lease_is_rescued_and_the_late_completion_is_refused() {
         "the lease still holds"
     );
     // The holder stalls past its lease (moved here rather than waited for).
-    sqlx::query("UPDATE courier.leases SET expires_at = now() - interval '1 second'")
-        .execute(db.pool())
-        .await
-        .unwrap();
+    expire_every_lease(&db).await;
     let rescued = outbox.rescue_expired().await.unwrap();
     assert_eq!(rescued.len(), 1);
     assert_eq!((rescued[0].id, rescued[0].attempt), (first.id, 1));
@@ -847,10 +852,7 @@ async fn a_connection_killed_mid_batch_loses_nothing() {
 
     // Its leases expire (moved here rather than waited for) and are rescued; the rest of
     // the work, and the rescued batch, are delivered by another worker.
-    sqlx::query("UPDATE courier.leases SET expires_at = now() - interval '1 second'")
-        .execute(db.pool())
-        .await
-        .unwrap();
+    expire_every_lease(&db).await;
     assert_eq!(outbox.rescue_expired().await.unwrap().len(), 50);
     let mut seen = HashSet::new();
     loop {
@@ -1377,10 +1379,7 @@ async fn a_stale_and_a_current_outcome_of_one_copy_in_one_batch_are_told_apart()
     let first = claim(&outbox, "emails", &["user.created"], 10)
         .await
         .remove(0);
-    sqlx::query("UPDATE courier.leases SET expires_at = now() - interval '1 second'")
-        .execute(db.pool())
-        .await
-        .unwrap();
+    expire_every_lease(&db).await;
     assert_eq!(outbox.rescue_expired().await.unwrap().len(), 1);
     let second = claim(&outbox, "emails", &["user.created"], 10)
         .await

@@ -7,7 +7,7 @@ use courier_tests::postgres::TestDatabase;
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use super::{TestHost, eventually, install, publish_sql, quick_retry};
+use super::{TestHost, api_list, eventually, install, publish_sql, quick_retry};
 
 /// A noop plugin serving the `email.sent` follow-ups of welcome-email through queue `sent`.
 const SENT_AUDIT: &str =
@@ -102,15 +102,10 @@ async fn running_out_of_attempts_dead_letters_the_delivery() {
 
     publish_sql(&database, "flaky.event", json!({})).await;
     let dead = eventually("a dead letter", || async {
-        let response =
-            api_client::send(host.address(), Method::GET, "/v1/dead-letters", None, None)
-                .await
-                .unwrap();
-        let letters = response.json()["dead_letters"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        letters.into_iter().next()
+        api_list(&host, "/v1/dead-letters", "dead_letters")
+            .await
+            .into_iter()
+            .next()
     })
     .await;
     assert_eq!(dead["queue"], "flaky");
@@ -139,18 +134,10 @@ async fn a_fatal_outcome_is_dead_lettered_then_redriven_to_a_fixed_plugin() {
 
     let id = publish_sql(&database, "user.created", json!({"name": "no email"})).await;
     let dead = eventually("a dead letter", || async {
-        let response = api_client::send(
-            host.address(),
-            Method::GET,
-            "/v1/dead-letters?queue=emails",
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-        response.json()["dead_letters"]
-            .as_array()
-            .and_then(|l| l.first().cloned())
+        api_list(&host, "/v1/dead-letters?queue=emails", "dead_letters")
+            .await
+            .into_iter()
+            .next()
     })
     .await;
     assert_eq!(dead["message_id"], id.to_string());

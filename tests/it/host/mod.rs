@@ -209,3 +209,11 @@ pub fn metric_value(text: &str, line_start: &str) -> f64 {
         .and_then(|rest| rest.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// The array under `key` of what `GET path` on the host's API answers (empty when absent).
+pub async fn api_list(host: &TestHost, path: &str, key: &str) -> Vec<serde_json::Value> {
+    let response = courier::api_client::send(host.address(), http::Method::GET, path, None, None)
+        .await
+        .unwrap();
+    response.json()[key].as_array().cloned().unwrap_or_default()
+}

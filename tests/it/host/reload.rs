@@ -3,25 +3,18 @@
 
 use std::time::Duration;
 
-use courier::api_client;
 use courier_tests::components;
 use courier_tests::postgres::TestDatabase;
-use http::Method;
 use serde_json::{Value, json};
 
-use super::{TestHost, eventually, install, write_sidecar};
+use super::{TestHost, api_list, eventually, install, write_sidecar};
 
 /// What the API says about plugin `name`.
 async fn plugin_status(host: &TestHost, name: &str) -> Value {
-    let response = api_client::send(host.address(), Method::GET, "/v1/plugins", None, None)
+    api_list(host, "/v1/plugins", "plugins")
         .await
-        .unwrap();
-    response.json()["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
+        .into_iter()
         .find(|plugin| plugin["name"] == name)
-        .cloned()
         .unwrap_or(Value::Null)
 }
 

@@ -8,13 +8,11 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use courier::api_client;
 use courier_tests::components;
 use courier_tests::postgres::TestDatabase;
-use http::Method;
 use serde_json::{Value, json};
 
-use super::{TestHost, eventually, publish_sql, queue_view, quick_retry};
+use super::{TestHost, api_list, eventually, publish_sql, queue_view, quick_retry};
 use crate::webhook::{ROTATED_SECRET, Received, SECRET, assert_verifies, read_request};
 
 /// A loopback endpoint that answers its connections with `responses`, in order, and sends
@@ -53,19 +51,27 @@ fn sidecar(address: &str, granted: bool, retry: &str) -> String {
     )
 }
 
-async fn dead_letters(host: &TestHost) -> Vec<Value> {
-    let response = api_client::send(host.address(), Method::GET, "/v1/dead-letters", None, None)
-        .await
-        .unwrap();
-    response.json()["dead_letters"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+/// A host serving the webhook destination posting to `address` (see [`sidecar`]).
+async fn start_webhook(
+    database: &TestDatabase,
+    address: &str,
+    granted: bool,
+    retry: &str,
+) -> TestHost {
+    TestHost::start(
+        database,
+        &[("webhook", components::WEBHOOK)],
+        &[("webhook", &sidecar(address, granted, retry))],
+    )
+    .await
 }
 
 async fn one_dead_letter(host: &TestHost) -> Value {
     eventually("a dead letter", || async {
-        dead_letters(host).await.into_iter().next()
+        api_list(host, "/v1/dead-letters", "dead_letters")
+            .await
+            .into_iter()
+            .next()
     })
     .await
 }
@@ -79,12 +85,7 @@ async fn a_503_with_retry_after_is_retried_after_that_delay_and_delivered_once()
     ]);
     // The policy alone would wait 30 s: a retry after about 2 s can only come from the header.
     let retry = "[retry]\npolicy = \"constant\"\ndelay = \"30s\"\njitter = 0\nmax_attempts = 5\n";
-    let host = TestHost::start(
-        &database,
-        &[("webhook", components::WEBHOOK)],
-        &[("webhook", &sidecar(&address, true, retry))],
-    )
-    .await;
+    let host = start_webhook(&database, &address, true, retry).await;
 
     let id = publish_sql(&database, "email.sent", json!({"to": "ada@example.com"})).await;
     host.wait_delivered("webhook", 1).await;
@@ -119,12 +120,7 @@ async fn a_410_dead_letters_at_once() {
     let (address, received) = endpoint(vec![
         "HTTP/1.1 410 Gone\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
     ]);
-    let host = TestHost::start(
-        &database,
-        &[("webhook", components::WEBHOOK)],
-        &[("webhook", &sidecar(&address, true, &quick_retry(5)))],
-    )
-    .await;
+    let host = start_webhook(&database, &address, true, &quick_retry(5)).await;
 
     publish_sql(&database, "email.sent", json!({"to": "ada@example.com"})).await;
     let dead = one_dead_letter(&host).await;
@@ -148,12 +144,7 @@ async fn an_endpoint_that_is_down_is_retried_then_dead_lettered_after_the_limit(
         .unwrap()
         .to_string();
     // The listener is dropped: nothing listens on `address` any more.
-    let host = TestHost::start(
-        &database,
-        &[("webhook", components::WEBHOOK)],
-        &[("webhook", &sidecar(&address, true, &quick_retry(3)))],
-    )
-    .await;
+    let host = start_webhook(&database, &address, true, &quick_retry(3)).await;
 
     publish_sql(&database, "email.sent", json!({"to": "ada@example.com"})).await;
     let dead = one_dead_letter(&host).await;
@@ -168,12 +159,7 @@ async fn a_host_that_is_not_granted_fails_with_a_reason_naming_it() {
     let database = TestDatabase::new().await;
     let (address, received) =
         endpoint(vec!["HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n"]);
-    let host = TestHost::start(
-        &database,
-        &[("webhook", components::WEBHOOK)],
-        &[("webhook", &sidecar(&address, false, &quick_retry(3)))],
-    )
-    .await;
+    let host = start_webhook(&database, &address, false, &quick_retry(3)).await;
 
     publish_sql(&database, "email.sent", json!({"to": "ada@example.com"})).await;
     let dead = one_dead_letter(&host).await;
