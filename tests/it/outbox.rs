@@ -1398,3 +1398,37 @@ async fn a_stale_and_a_current_outcome_of_one_copy_in_one_batch_are_told_apart()
     assert_eq!(follow_ups.len(), 1);
     assert_eq!(follow_ups[0].payload, r#"{"n": 2}"#);
 }
+
+#[tokio::test]
+async fn one_message_collector_works_at_a_time_and_the_others_skip() {
+    let db = TestDatabase::new().await;
+    let outbox = outbox(&db).await;
+    route(&outbox, "emails", "user", &["created"]).await;
+    route(&outbox, "audit", "user", &["created"]).await;
+    let messages: Vec<NewMessage> = (0..3).map(|n| message("user.created", n)).collect();
+    outbox.publish(db.pool(), &messages).await.unwrap();
+    let emails = claim(&outbox, "emails", &["user.created"], 10).await;
+    let completions: Vec<CompletedDelivery> = emails
+        .iter()
+        .map(|d| done(d, Completion::Delivered))
+        .collect();
+    outbox.complete(&completions).await.unwrap();
+
+    // Another collector (here, a transaction holding the collectors' lock) is at work.
+    let mut other = db.pool().begin().await.unwrap();
+    let locked: bool = sqlx::query_scalar(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended('courier.collect_messages', 0))",
+    )
+    .fetch_one(&mut *other)
+    .await
+    .unwrap();
+    assert!(locked);
+    assert_eq!(outbox.collect_messages().await.unwrap(), 0);
+    other.rollback().await.unwrap();
+
+    assert_eq!(outbox.collect_messages().await.unwrap(), 3);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM courier.message_releases").await,
+        0
+    );
+}

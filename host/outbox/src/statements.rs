@@ -151,11 +151,8 @@ impl Statements {
             rescue: sql(
                 "SELECT rescued_queue, rescued_id, rescued_attempt FROM {s}.rescue($1::integer)",
             ),
-            // One collector at a time per schema (the others skip): two collectors counting
-            // down copies of the same messages in different orders would deadlock.
-            collect_messages: sql("SELECT CASE WHEN pg_try_advisory_xact_lock(\
-                 hashtextextended('{s}.collect_messages', 0)) \
-                 THEN {s}.collect_messages($1::integer) ELSE 0 END"),
+            // One collector at a time per schema: see `migrations/0005_one_collector.sql`.
+            collect_messages: sql("SELECT {s}.collect_messages($1::integer)"),
             prune_delivered: sql("DELETE FROM {s}.delivered \
                  WHERE delivered_at < now() - $1::bigint * interval '1 millisecond'"),
             compact_counters: sql(COMPACT_COUNTERS),
