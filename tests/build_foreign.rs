@@ -60,6 +60,20 @@ const COMPONENTS: &[Foreign] = &[
         world: "handler-plugin",
     },
     Foreign {
+        name: "noop_py",
+        language: Language::Python,
+        source: "plugins/noop-py",
+        extra_wit: None,
+        world: "handler-plugin",
+    },
+    Foreign {
+        name: "noop_js",
+        language: Language::JavaScript,
+        source: "plugins/noop-js/index.js",
+        extra_wit: None,
+        world: "handler-plugin",
+    },
+    Foreign {
         name: "sandbox_py",
         language: Language::Python,
         source: "tests/guests-py/sandbox",

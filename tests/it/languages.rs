@@ -9,7 +9,8 @@ use std::net::TcpListener;
 
 use courier_harness::{Harness, LogLevel, LogLine, LogSource, Outcome, Report, TestMessage};
 use courier_tests::components::{
-    SANDBOX_JS, SANDBOX_PY, WELCOME_EMAIL, WELCOME_EMAIL_C, WELCOME_EMAIL_JS, WELCOME_EMAIL_PY,
+    NOOP, NOOP_JS, NOOP_PY, SANDBOX_JS, SANDBOX_PY, WELCOME_EMAIL, WELCOME_EMAIL_C,
+    WELCOME_EMAIL_JS, WELCOME_EMAIL_PY,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -256,6 +257,43 @@ fn the_four_welcome_emails_answer_the_same_table_alike() {
                 TestMessage::raw("user.created", fixture.payload.as_bytes().to_vec()).id(id);
             let observed = observe(name, fixture, harness.deliver(message));
             assert_eq!(observed, expected(fixture, id), "{name}, {}", fixture.what);
+        }
+    }
+}
+
+/// The benchmark's no-op handler in Rust, Python and JavaScript: each subscribes to
+/// `bench.noop` on queue `bench` and answers ok at once, with no log line and no follow-up,
+/// whatever the payload — `courier bench --plugin` compares the languages on that.
+#[test]
+fn the_noop_handlers_answer_ok_to_anything_in_every_language() {
+    let payloads: [&[u8]; 3] = [
+        b"{}",
+        br#"{"email": "ada@example.com", "n": [1, 2]}"#,
+        b"\xff not json",
+    ];
+    for (name, path) in [("noop", NOOP), ("noop-py", NOOP_PY), ("noop-js", NOOP_JS)] {
+        let harness = load(path, None);
+        let info = harness.info();
+        assert_eq!(info.name, name);
+        let subscriptions: Vec<_> = info
+            .subscriptions
+            .iter()
+            .map(|s| (s.queue.as_str(), s.topic.as_str(), s.events.clone()))
+            .collect();
+        assert_eq!(
+            subscriptions,
+            [("bench", "bench", vec!["noop".to_string()])],
+            "{name}"
+        );
+        for payload in payloads {
+            let report = harness.deliver(TestMessage::raw("bench.noop", payload.to_vec()));
+            assert_eq!(report.outcome, Ok(Outcome::Ok), "{name}, {payload:?}");
+            assert!(report.logs.is_empty(), "{name}: {:?}", report.logs);
+            assert!(
+                report.published.is_empty(),
+                "{name}: {:?}",
+                report.published
+            );
         }
     }
 }

@@ -96,6 +96,13 @@ pub const WELCOME_EMAIL_JS: &str = foreign_component!("welcome_email_js.wasm");
 /// wit-bindgen), named `welcome-email-c`.
 pub const WELCOME_EMAIL_C: &str = foreign_component!("welcome_email_c.wasm");
 
+/// `plugins/noop-py`: [`NOOP`] in Python, named `noop-py`: ok at once, for every payload.
+pub const NOOP_PY: &str = foreign_component!("noop_py.wasm");
+
+/// `plugins/noop-js`: [`NOOP`] in JavaScript, named `noop-js`: ok at once, for every
+/// payload.
+pub const NOOP_JS: &str = foreign_component!("noop_js.wasm");
+
 /// `tests/guests-py/sandbox`: handler; queue `sandbox-py` ← `sandbox.probe`. Tries to read
 /// `/etc/passwd`, the environment and a TCP connection to 127.0.0.1:`port` (payload field,
 /// default 9); logs one line per attempt, `file: ...`, `env: ...`, `socket: ...`, each
@@ -126,6 +133,8 @@ pub fn all() -> &'static [(&'static str, &'static str)] {
         ("welcome-email-py", WELCOME_EMAIL_PY),
         ("welcome-email-js", WELCOME_EMAIL_JS),
         ("welcome-email-c", WELCOME_EMAIL_C),
+        ("noop-py", NOOP_PY),
+        ("noop-js", NOOP_JS),
         ("sandbox-py", SANDBOX_PY),
         ("sandbox-js", SANDBOX_JS),
     ]
