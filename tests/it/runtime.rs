@@ -109,6 +109,29 @@ async fn a_loop_is_stopped_by_its_deadline() {
     );
 }
 
+/// A guest waiting in a host function (here sleeping an hour on a clock) runs no
+/// WebAssembly, so no epoch tick can stop it: the call's own timer does.
+#[tokio::test]
+async fn a_call_blocked_in_a_host_function_is_stopped_by_its_deadline() {
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let plugin = load(SPIN_LOOP, capture(limits)).await;
+    let report = plugin.handle(&delivery("spin.sleep", "{}", "spin")).await;
+    assert_eq!(
+        crash(&report),
+        &Crash::Timeout {
+            limit: Duration::from_millis(200)
+        }
+    );
+    assert_eq!(
+        plugin.idle_instances(),
+        0,
+        "a timed-out instance is dropped"
+    );
+}
+
 #[tokio::test]
 async fn a_memory_bomb_is_stopped_by_its_limit() {
     let limits = Limits {

@@ -24,7 +24,8 @@ pub const FLAKY: &str = component!("flaky.wasm");
 /// `plugins/noop`: handler; queue `bench` ← `bench.noop`; answers ok at once, no logs.
 pub const NOOP: &str = component!("noop.wasm");
 
-/// `tests/guests/spin-loop`: handler; queue `spin` ← `spin.loop`; `handle` never returns.
+/// `tests/guests/spin-loop`: handler; queue `spin` ← `spin.loop`, `spin.sleep`; `handle`
+/// never returns: it loops (`loop`) or sleeps an hour in a host function (`sleep`).
 pub const SPIN_LOOP: &str = component!("spin_loop.wasm");
 
 /// `tests/guests/memory-bomb`: handler; queue `bomb` ← `bomb.allocate`; allocates and

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use uuid::Uuid;
+
 use crate::model::{Delivery, Outcome, PluginInfo, Subscription, topic_of};
 
 /// The `handler-plugin` world. Owns the generated `types` and `host` interfaces.
@@ -51,7 +53,13 @@ pub(crate) fn delivery_to_wit(delivery: &Delivery) -> wit::Delivery {
     let message = &delivery.message;
     wit::Delivery {
         message: wit::Message {
-            id: message.id.hyphenated().to_string(),
+            // Straight into the buffer, without the formatting machinery of `to_string`.
+            id: String::from(
+                &*message
+                    .id
+                    .hyphenated()
+                    .encode_lower(&mut Uuid::encode_buffer()),
+            ),
             name: message.name.clone(),
             topic: topic_of(&message.name).to_string(),
             payload: message.payload.clone(),

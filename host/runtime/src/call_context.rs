@@ -47,9 +47,15 @@ impl CallContext {
             source,
             message,
         };
-        match self.mode {
-            LogMode::Tracing => emit_tracing(&self.plugin, &self.tags, &line),
-            LogMode::Capture => push_line(&mut self.lock(), line),
+        self.emit(line, None);
+    }
+
+    /// Sends a line to `tracing` or keeps it, in `buffers` when the caller holds them.
+    fn emit(&self, line: LogLine, buffers: Option<&mut CallBuffers>) {
+        match (self.mode, buffers) {
+            (LogMode::Tracing, _) => emit_tracing(&self.plugin, &self.tags, &line),
+            (LogMode::Capture, Some(buffers)) => push_line(buffers, line),
+            (LogMode::Capture, None) => push_line(&mut self.lock(), line),
         }
     }
 
@@ -104,19 +110,21 @@ impl CallContext {
 
     /// Logs unterminated output lines and hands over everything collected.
     pub fn finish(&self) -> CallBuffers {
-        let (stdout, stderr) = {
-            let mut buffers = self.lock();
-            (
-                std::mem::take(&mut buffers.stdout),
-                std::mem::take(&mut buffers.stderr),
-            )
-        };
-        for (source, rest) in [(LogSource::Stdout, stdout), (LogSource::Stderr, stderr)] {
+        let mut buffers = std::mem::take(&mut *self.lock());
+        let rests = [
+            (LogSource::Stdout, std::mem::take(&mut buffers.stdout)),
+            (LogSource::Stderr, std::mem::take(&mut buffers.stderr)),
+        ];
+        for (source, rest) in rests {
             if !rest.trim_ascii().is_empty() {
-                self.log(output_level(source), source, line_text(&rest));
+                let line = LogLine {
+                    level: output_level(source),
+                    source,
+                    message: line_text(&rest),
+                };
+                self.emit(line, Some(&mut buffers));
             }
         }
-        let mut buffers = std::mem::take(&mut *self.lock());
         if buffers.dropped_lines > 0 {
             buffers.logs.push(LogLine {
                 level: LogLevel::Warn,

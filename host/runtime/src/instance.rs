@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
@@ -127,9 +128,10 @@ impl PluginPre {
         &self,
         shared: &Arc<PluginShared>,
         call: &Arc<CallContext>,
+        started: Instant,
     ) -> Result<Instance, Crash> {
-        let mut store = new_store(self.engine(), shared);
-        begin_call(&mut store, call);
+        let mut store = new_store(self.engine(), shared, started);
+        begin_call(&mut store, call, started);
         let exports = match self {
             PluginPre::Handler(pre) => pre
                 .instantiate_async(&mut store)
@@ -152,9 +154,10 @@ impl PluginPre {
 }
 
 impl Instance {
-    /// Starts a call: binds `call` to the store and arms the deadline and memory record.
-    pub fn begin(&mut self, call: &Arc<CallContext>) {
-        begin_call(&mut self.store, call);
+    /// Starts a call that began at `started`: binds `call` to the store and arms the deadline
+    /// (the plugin's timeout after `started`) and the memory record.
+    pub fn begin(&mut self, call: &Arc<CallContext>, started: Instant) {
+        begin_call(&mut self.store, call, started);
     }
 
     /// Runs `request`. The caller must have called [`Self::begin`].
@@ -196,7 +199,11 @@ impl Instance {
     }
 }
 
-fn new_store(engine: &wasmtime::Engine, shared: &Arc<PluginShared>) -> Store<InstanceState> {
+fn new_store(
+    engine: &wasmtime::Engine,
+    shared: &Arc<PluginShared>,
+    started: Instant,
+) -> Store<InstanceState> {
     let slot = CallSlot::default();
     let output = |source| GuestOutput {
         slot: slot.clone(),
@@ -221,7 +228,7 @@ fn new_store(engine: &wasmtime::Engine, shared: &Arc<PluginShared>) -> Store<Ins
             call: None,
         },
         limiter: MemoryLimiter::new(shared.limits.memory_bytes),
-        deadline: Deadline::after(shared.limits.timeout),
+        deadline: Deadline::at(started + shared.limits.timeout),
         call: None,
         slot,
         shared: shared.clone(),
@@ -242,9 +249,9 @@ fn new_store(engine: &wasmtime::Engine, shared: &Arc<PluginShared>) -> Store<Ins
     store
 }
 
-fn begin_call(store: &mut Store<InstanceState>, call: &Arc<CallContext>) {
+fn begin_call(store: &mut Store<InstanceState>, call: &Arc<CallContext>, started: Instant) {
     let state = store.data_mut();
-    state.deadline = Deadline::after(state.shared.limits.timeout);
+    state.deadline = Deadline::at(started + state.shared.limits.timeout);
     state.limiter.denied = false;
     state.call = Some(call.clone());
     state.http_hooks.call = Some(call.clone());

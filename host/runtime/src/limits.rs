@@ -89,10 +89,7 @@ pub(crate) struct Deadline {
 }
 
 impl Deadline {
-    pub fn after(timeout: Duration) -> Deadline {
-        Deadline {
-            at: Instant::now() + timeout,
-            expired: false,
-        }
+    pub fn at(at: Instant) -> Deadline {
+        Deadline { at, expired: false }
     }
 }

@@ -3,8 +3,12 @@
 //! comes back as a [`CallReport`] with the outcome, the follow-up events, the outbound HTTP
 //! requests and (when capturing) the log lines.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use tokio::time::error::Elapsed;
 
 use crate::bindings::{delivery_to_wit, outcome_from_wit};
 use crate::cache::LoadStats;
@@ -205,50 +209,52 @@ impl Plugin {
         ));
         let limit = inner.shared.limits.timeout;
         let (lease, idle) = inner.pool.acquire().await;
-        let run = async {
+        let run = std::pin::pin!(async {
             let (mut instance, fresh) = match idle {
                 Some(mut instance) => {
-                    instance.begin(&call);
+                    instance.begin(&call, started);
                     (instance, false)
                 }
-                None => (inner.pre.instantiate(&inner.shared, &call).await?, true),
+                None => (
+                    inner.pre.instantiate(&inner.shared, &call, started).await?,
+                    true,
+                ),
             };
             let response = instance.invoke(request).await;
             instance.end();
             Ok::<_, Crash>((instance, fresh, response))
-        };
-        let (result, instance_use) =
-            match tokio::time::timeout(limit + BLOCKED_CALL_GRACE, run).await {
-                // The future, and with it the instance, is dropped.
-                Err(_elapsed) => (
-                    Err(CallError::Crashed(Crash::Timeout { limit })),
-                    InstanceUse {
-                        fresh: false,
-                        calls: 0,
-                    },
-                ),
-                Ok(Err(crash)) => (
-                    Err(CallError::Crashed(crash)),
-                    InstanceUse {
-                        fresh: true,
-                        calls: 0,
-                    },
-                ),
-                Ok(Ok((instance, fresh, response))) => {
-                    let instance_use = InstanceUse {
-                        fresh,
-                        calls: instance.uses,
-                    };
-                    match response {
-                        Ok(response) => {
-                            inner.pool.release(instance, lease);
-                            (convert(response), instance_use)
-                        }
-                        // A crashed instance is dropped here, never reused.
-                        Err(crash) => (Err(CallError::Crashed(crash)), instance_use),
+        });
+        let (result, instance_use) = match within(started + limit + BLOCKED_CALL_GRACE, run).await {
+            // The future, and with it the instance, is dropped.
+            Err(_elapsed) => (
+                Err(CallError::Crashed(Crash::Timeout { limit })),
+                InstanceUse {
+                    fresh: false,
+                    calls: 0,
+                },
+            ),
+            Ok(Err(crash)) => (
+                Err(CallError::Crashed(crash)),
+                InstanceUse {
+                    fresh: true,
+                    calls: 0,
+                },
+            ),
+            Ok(Ok((instance, fresh, response))) => {
+                let instance_use = InstanceUse {
+                    fresh,
+                    calls: instance.uses,
+                };
+                match response {
+                    Ok(response) => {
+                        inner.pool.release(instance, lease);
+                        (convert(response), instance_use)
                     }
+                    // A crashed instance is dropped here, never reused.
+                    Err(crash) => (Err(CallError::Crashed(crash)), instance_use),
                 }
-            };
+            }
+        };
         let CallBuffers {
             logs,
             published,
@@ -262,6 +268,23 @@ impl Plugin {
             logs,
             instance: instance_use,
             duration: started.elapsed(),
+        }
+    }
+}
+
+/// Runs `future` until `deadline`: `Err` if the deadline passes first. A call that finishes
+/// without ever waiting (a guest that neither blocks in a host function nor runs long enough
+/// to yield at an epoch tick, so nearly every call) finishes in its first poll and never
+/// touches the timer wheel; only a call that waits arms a timer.
+async fn within<F: Future>(
+    deadline: Instant,
+    mut future: Pin<&mut F>,
+) -> Result<F::Output, Elapsed> {
+    let first = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending => {
+            tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), future).await
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
@@ -209,7 +210,7 @@ async fn describe(
     ));
     let limit = shared.limits.timeout;
     let run = async {
-        let mut instance = pre.instantiate(shared, &call).await?;
+        let mut instance = pre.instantiate(shared, &call, Instant::now()).await?;
         let response = instance.invoke(Request::Describe).await;
         instance.end();
         response
