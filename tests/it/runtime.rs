@@ -132,6 +132,30 @@ async fn a_call_blocked_in_a_host_function_is_stopped_by_its_deadline() {
     );
 }
 
+/// Where the process may not reserve address space for the instance pool (`ulimit -v`: here
+/// 3 GB, far below the pool's terabytes), the runtime maps each instance's memory on its own
+/// instead: plugins still load and run. In a child process, so that the limit binds only it.
+#[test]
+fn plugins_run_where_the_address_space_is_limited() {
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"ulimit -v 3000000 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_courier-under-test"))
+        .args([
+            "test",
+            NOOP,
+            "--message",
+            r#"{"name": "bench.noop", "payload": {}}"#,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&output.stdout)));
+    assert_eq!(report["outcome"], "ok", "{report}");
+}
+
 #[tokio::test]
 async fn a_memory_bomb_is_stopped_by_its_limit() {
     let limits = Limits {

@@ -1,4 +1,5 @@
-//! The one wasmtime `Engine` of a runtime: pooling allocator sized from [`RuntimeConfig`],
+//! The one wasmtime `Engine` of a runtime: pooling allocator sized from [`RuntimeConfig`]
+//! (or, where the address space is too small for the pool, one mapping per instance),
 //! epoch interruption driven by a ticker thread that stops when the runtime is dropped.
 
 use std::path::PathBuf;
@@ -23,7 +24,8 @@ pub struct RuntimeConfig {
     /// [`crate::Limits::memory_bytes`] must be at most this, and this at most 4 GiB. (Each
     /// pooled memory slot reserves 4 GiB of address space plus a guard region, whatever
     /// this limit: no memory is committed for it, and guest code needs no bounds checks.
-    /// Where the process cannot reserve that much, slots reserve this limit instead.)
+    /// Where the process cannot reserve that much, slots reserve this limit instead; where
+    /// even that pool does not fit, each instance maps its own memory when created.)
     pub max_memory_bytes: u64,
     /// How often the epoch advances: the granularity of call deadlines.
     pub epoch_tick: Duration,
@@ -89,7 +91,7 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeErro
         .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY_BYTES)
         .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES);
 
-    let engine = |reservation: u64| {
+    let engine = |reservation: u64, strategy: InstanceAllocationStrategy| {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
             // The contract has no async functions: without the component-model concurrency
@@ -97,28 +99,42 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeErro
             .concurrency_support(false)
             .epoch_interruption(true)
             .memory_reservation(reservation)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling.clone()));
+            .allocation_strategy(strategy);
         Engine::new(&wasm)
     };
+    let pooled = || InstanceAllocationStrategy::Pooling(pooling.clone());
     // Reserve the whole 32-bit address space (plus the default guard) for every memory,
     // however small its limit: then every load and store is checked by the MMU rather than
     // by an explicit bounds check compiled into the guest's code. That is about 4 GiB of
-    // address space (never memory) per pooled slot; where the process may not address that
-    // much (`ulimit -v`, a small virtual address space), reserve only the limit and let the
-    // guest code check its bounds.
-    engine(WASM32_ADDRESS_SPACE)
-        .or_else(|error| {
-            let fallback = engine(config.max_memory_bytes);
-            if fallback.is_ok() {
-                tracing::warn!(
-                    error = %format!("{error:#}"),
-                    "cannot reserve 4 GiB of address space per plugin memory; plugins run \
-                     with explicit bounds checks, more slowly"
-                );
-            }
-            fallback
-        })
-        .map_err(|error| RuntimeError::Engine(format!("{error:#}")))
+    // address space (never memory) per pooled slot. Where the process may not address that
+    // much (`ulimit -v`, a small virtual address space), pooled slots reserve only the limit
+    // and the guest code checks its bounds; where even that pool does not fit, every
+    // instance maps its own memory when it is created (slower to instantiate, but it runs).
+    let first = match engine(WASM32_ADDRESS_SPACE, pooled()) {
+        Ok(engine) => return Ok(engine),
+        Err(error) => error,
+    };
+    if let Ok(engine) = engine(config.max_memory_bytes, pooled()) {
+        tracing::warn!(
+            error = %format!("{first:#}"),
+            "cannot reserve 4 GiB of address space per plugin memory; plugins run with \
+             explicit bounds checks, more slowly"
+        );
+        return Ok(engine);
+    }
+    engine(
+        config.max_memory_bytes,
+        InstanceAllocationStrategy::OnDemand,
+    )
+    .inspect(|_| {
+        tracing::warn!(
+            error = %format!("{first:#}"),
+            max_instances = instances,
+            "cannot reserve address space for a pool of plugin instances (is `ulimit -v` \
+             set?); each instance maps its own memory when created, more slowly"
+        );
+    })
+    .map_err(|error| RuntimeError::Engine(format!("{error:#}")))
 }
 
 /// Advances the engine's epoch every tick until dropped.
