@@ -86,21 +86,20 @@ async fn describe_is_called_and_validated_at_load() {
     assert_eq!(destination.kind(), PluginKind::Destination);
 }
 
-#[tokio::test]
-async fn a_loop_is_stopped_by_its_deadline() {
+/// Calls `spin.EVENT` twice on a plugin with a 200 ms timeout: each call crashes with the
+/// timeout, and the instance is dropped.
+async fn assert_stopped_by_the_deadline(event: &str) {
+    let limit = Duration::from_millis(200);
     let limits = Limits {
-        timeout: Duration::from_millis(200),
+        timeout: limit,
         ..Limits::default()
     };
     let plugin = load(SPIN_LOOP, capture(limits)).await;
     for _ in 0..2 {
-        let report = plugin.handle(&delivery("spin.loop", "{}", "spin")).await;
-        assert_eq!(
-            crash(&report),
-            &Crash::Timeout {
-                limit: Duration::from_millis(200)
-            }
-        );
+        let report = plugin
+            .handle(&delivery(&format!("spin.{event}"), "{}", "spin"))
+            .await;
+        assert_eq!(crash(&report), &Crash::Timeout { limit }, "spin.{event}");
     }
     assert_eq!(
         plugin.idle_instances(),
@@ -109,27 +108,16 @@ async fn a_loop_is_stopped_by_its_deadline() {
     );
 }
 
+#[tokio::test]
+async fn a_loop_is_stopped_by_its_deadline() {
+    assert_stopped_by_the_deadline("loop").await;
+}
+
 /// A guest waiting in a host function (here sleeping an hour on a clock) runs no
 /// WebAssembly, so no epoch tick can stop it: the call's own timer does.
 #[tokio::test]
 async fn a_call_blocked_in_a_host_function_is_stopped_by_its_deadline() {
-    let limits = Limits {
-        timeout: Duration::from_millis(200),
-        ..Limits::default()
-    };
-    let plugin = load(SPIN_LOOP, capture(limits)).await;
-    let report = plugin.handle(&delivery("spin.sleep", "{}", "spin")).await;
-    assert_eq!(
-        crash(&report),
-        &Crash::Timeout {
-            limit: Duration::from_millis(200)
-        }
-    );
-    assert_eq!(
-        plugin.idle_instances(),
-        0,
-        "a timed-out instance is dropped"
-    );
+    assert_stopped_by_the_deadline("sleep").await;
 }
 
 /// Where the process may not reserve address space for the instance pool (`ulimit -v`: here
