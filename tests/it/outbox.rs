@@ -70,6 +70,46 @@ async fn expire_every_lease(db: &TestDatabase) {
         .unwrap();
 }
 
+/// One `user.created` copy in queue `emails` (with `audit` routed from `audit.sent` for
+/// follow-ups), claimed, left to expire, rescued and claimed again: returns the first and
+/// the second claim of it.
+async fn claimed_across_a_rescue(
+    db: &TestDatabase,
+    outbox: &Outbox,
+) -> (ClaimedDelivery, ClaimedDelivery) {
+    route(outbox, "emails", "user", &["created"]).await;
+    route(outbox, "audit", "audit", &["sent"]).await;
+    outbox
+        .publish(db.pool(), &[message("user.created", 1)])
+        .await
+        .unwrap();
+    let first = claim(outbox, "emails", &["user.created"], 10)
+        .await
+        .remove(0);
+    assert!(
+        outbox.rescue_expired().await.unwrap().is_empty(),
+        "the lease still holds"
+    );
+    // The holder stalls past its lease (moved here rather than waited for).
+    expire_every_lease(db).await;
+    let rescued = outbox.rescue_expired().await.unwrap();
+    assert_eq!(rescued.len(), 1);
+    assert_eq!((rescued[0].id, rescued[0].attempt), (first.id, 1));
+    let second = claim(outbox, "emails", &["user.created"], 10)
+        .await
+        .remove(0);
+    assert_eq!(second.id, first.id);
+    assert_eq!(second.attempt, 2, "the rescued attempt stays counted");
+    assert!(
+        second
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("lease expired")
+    );
+    (first, second)
+}
+
 async fn count(db: &TestDatabase, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db.pool()).await.unwrap()
 }
@@ -385,39 +425,7 @@ async fn concurrent_claimers_never_hold_the_same_row_and_deliver_each_message_on
 async fn an_expired_lease_is_rescued_and_the_late_completion_is_refused() {
     let db = TestDatabase::new().await;
     let outbox = outbox(&db).await;
-    route(&outbox, "emails", "user", &["created"]).await;
-    let follow_up_route = Route::new("audit", "audit", ["sent"]).unwrap();
-    outbox.declare(&follow_up_route).await.unwrap();
-    outbox
-        .publish(db.pool(), &[message("user.created", 1)])
-        .await
-        .unwrap();
-
-    let first = claim(&outbox, "emails", &["user.created"], 10)
-        .await
-        .remove(0);
-    assert!(
-        outbox.rescue_expired().await.unwrap().is_empty(),
-        "the lease still holds"
-    );
-    // The holder stalls past its lease (moved here rather than waited for).
-    expire_every_lease(&db).await;
-    let rescued = outbox.rescue_expired().await.unwrap();
-    assert_eq!(rescued.len(), 1);
-    assert_eq!((rescued[0].id, rescued[0].attempt), (first.id, 1));
-
-    let second = claim(&outbox, "emails", &["user.created"], 10)
-        .await
-        .remove(0);
-    assert_eq!(second.id, first.id);
-    assert_eq!(second.attempt, 2, "the rescued attempt stays counted");
-    assert!(
-        second
-            .last_error
-            .as_deref()
-            .unwrap()
-            .contains("lease expired")
-    );
+    let (first, second) = claimed_across_a_rescue(&db, &outbox).await;
 
     // The first holder finally reports: refused, and its follow-up is not published.
     let mut late = done(&first, Completion::Delivered);
@@ -1370,21 +1378,7 @@ async fn a_delivered_batch_records_the_copies_it_holds_and_names_the_others() {
 async fn a_stale_and_a_current_outcome_of_one_copy_in_one_batch_are_told_apart() {
     let db = TestDatabase::new().await;
     let outbox = outbox(&db).await;
-    route(&outbox, "emails", "user", &["created"]).await;
-    route(&outbox, "audit", "audit", &["sent"]).await;
-    outbox
-        .publish(db.pool(), &[message("user.created", 1)])
-        .await
-        .unwrap();
-    let first = claim(&outbox, "emails", &["user.created"], 10)
-        .await
-        .remove(0);
-    expire_every_lease(&db).await;
-    assert_eq!(outbox.rescue_expired().await.unwrap().len(), 1);
-    let second = claim(&outbox, "emails", &["user.created"], 10)
-        .await
-        .remove(0);
-    assert_eq!((second.id, second.attempt), (first.id, 2));
+    let (first, second) = claimed_across_a_rescue(&db, &outbox).await;
 
     // Both outcomes reach the outbox in one batch, the stale one first.
     let mut stale = done(&first, Completion::Delivered);
