@@ -1,7 +1,12 @@
 //! The limits every call runs under: a memory ceiling enforced by a `ResourceLimiter` on the
-//! store, and a deadline enforced through epoch interruption.
+//! store, and a deadline enforced through epoch interruption while the guest runs and, while
+//! a call waits in a host function, by a timer ([`within`]).
 
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use tokio::time::error::Elapsed;
 
 /// Per-plugin limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,5 +96,22 @@ pub(crate) struct Deadline {
 impl Deadline {
     pub fn at(at: Instant) -> Deadline {
         Deadline { at, expired: false }
+    }
+}
+
+/// Runs `future` until `deadline`: `Err` if the deadline passes first. A call that finishes
+/// without ever waiting (a guest that neither blocks in a host function nor runs long enough
+/// to yield at an epoch tick, so nearly every call) finishes in its first poll and never
+/// touches the timer wheel; only a call that waits arms a timer.
+pub(crate) async fn within<F: Future>(
+    deadline: Instant,
+    mut future: Pin<&mut F>,
+) -> Result<F::Output, Elapsed> {
+    let first = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending => {
+            tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), future).await
+        }
     }
 }

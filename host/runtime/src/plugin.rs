@@ -3,12 +3,8 @@
 //! comes back as a [`CallReport`] with the outcome, the follow-up events, the outbound HTTP
 //! requests and (when capturing) the log lines.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
-
-use tokio::time::error::Elapsed;
 
 use crate::bindings::{delivery_to_wit, outcome_from_wit};
 use crate::cache::LoadStats;
@@ -16,7 +12,7 @@ use crate::call_context::{CallBuffers, CallContext};
 use crate::error::{CallError, Crash};
 use crate::http_grants::HttpRequestRecord;
 use crate::instance::{PluginPre, PluginShared, Request, Response};
-use crate::limits::Limits;
+use crate::limits::{Limits, within};
 use crate::logs::{CallTags, LogLine};
 use crate::model::{Delivery, FollowUp, Outcome, PluginInfo, PluginKind};
 use crate::pool::InstancePool;
@@ -225,7 +221,7 @@ impl Plugin {
             Ok::<_, Crash>((instance, fresh, response))
         });
         let (result, instance_use) = match within(started + limit + BLOCKED_CALL_GRACE, run).await {
-            // The future, and with it the instance, is dropped.
+            // The instance in the abandoned call is dropped with this frame, never reused.
             Err(_elapsed) => (
                 Err(CallError::Crashed(Crash::Timeout { limit })),
                 InstanceUse {
@@ -268,23 +264,6 @@ impl Plugin {
             logs,
             instance: instance_use,
             duration: started.elapsed(),
-        }
-    }
-}
-
-/// Runs `future` until `deadline`: `Err` if the deadline passes first. A call that finishes
-/// without ever waiting (a guest that neither blocks in a host function nor runs long enough
-/// to yield at an epoch tick, so nearly every call) finishes in its first poll and never
-/// touches the timer wheel; only a call that waits arms a timer.
-async fn within<F: Future>(
-    deadline: Instant,
-    mut future: Pin<&mut F>,
-) -> Result<F::Output, Elapsed> {
-    let first = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
-    match first {
-        Poll::Ready(output) => Ok(output),
-        Poll::Pending => {
-            tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), future).await
         }
     }
 }

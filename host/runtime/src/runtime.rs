@@ -17,7 +17,7 @@ use crate::error::{LoadError, RuntimeError};
 use crate::http_grants::{Grants, HttpMode, HttpPolicy};
 use crate::inspect::plugin_kind;
 use crate::instance::{InstanceState, PluginPre, PluginShared, Request, Response};
-use crate::limits::Limits;
+use crate::limits::{Limits, within};
 use crate::logs::{CallTags, LogMode};
 use crate::model::PluginKind;
 use crate::plugin::Plugin;
@@ -209,13 +209,14 @@ async fn describe(
         LogMode::Tracing,
     ));
     let limit = shared.limits.timeout;
-    let run = async {
-        let mut instance = pre.instantiate(shared, &call, Instant::now()).await?;
+    let started = Instant::now();
+    let run = std::pin::pin!(async {
+        let mut instance = pre.instantiate(shared, &call, started).await?;
         let response = instance.invoke(Request::Describe).await;
         instance.end();
         response
-    };
-    let response = match tokio::time::timeout(limit * 2, run).await {
+    });
+    let response = match within(started + limit * 2, run).await {
         Ok(response) => response,
         Err(_elapsed) => Err(crate::Crash::Timeout { limit }),
     };
