@@ -160,15 +160,22 @@ impl Outbox {
                 .bind(self.archives_delivered())
         };
 
-        let lost: Vec<(String, Uuid)>;
+        // Follow-up events are published in the transaction that records their delivery.
+        let mut transaction = if has_follow_ups {
+            Some(self.pool().begin().await?)
+        } else {
+            None
+        };
+        let lost: Vec<(String, Uuid)> = match transaction.as_mut() {
+            Some(transaction) => query.fetch_all(&mut **transaction).await?,
+            None => query.fetch_all(self.pool()).await?,
+        };
+        let lost_set: HashSet<(&str, Uuid)> = lost
+            .iter()
+            .map(|(queue, id)| (queue.as_str(), *id))
+            .collect();
         let mut follow_ups = 0;
-        if has_follow_ups {
-            let mut transaction = self.pool().begin().await?;
-            lost = query.fetch_all(&mut *transaction).await?;
-            let lost_set: HashSet<(&str, Uuid)> = lost
-                .iter()
-                .map(|(queue, id)| (queue.as_str(), *id))
-                .collect();
+        if let Some(mut transaction) = transaction {
             let messages: Vec<NewMessage> = completions
                 .iter()
                 .filter(|completed| {
@@ -181,14 +188,8 @@ impl Outbox {
             follow_ups = messages.len();
             self.publish(&mut *transaction, &messages).await?;
             transaction.commit().await?;
-        } else {
-            lost = query.fetch_all(self.pool()).await?;
         }
 
-        let lost_set: HashSet<(&str, Uuid)> = lost
-            .iter()
-            .map(|(queue, id)| (queue.as_str(), *id))
-            .collect();
         let mut report = CompletionReport {
             follow_ups,
             ..CompletionReport::default()
