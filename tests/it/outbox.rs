@@ -16,6 +16,8 @@ use serde_json::json;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use uuid::Uuid;
 
+mod chunks;
+
 const LEASE: Duration = Duration::from_secs(60);
 /// A guard against hanging forever on something that never comes; not a speed assertion.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -64,10 +66,14 @@ async fn stats(outbox: &Outbox, queue: &str) -> QueueStats {
 
 /// Moves every lease's expiry into the past, as if its holder had stalled beyond it.
 async fn expire_every_lease(db: &TestDatabase) {
-    sqlx::query("UPDATE courier.leases SET expires_at = now() - interval '1 second'")
+    for leases in ["leases", "chunk_leases"] {
+        sqlx::query(&format!(
+            "UPDATE courier.{leases} SET expires_at = now() - interval '1 second'"
+        ))
         .execute(db.pool())
         .await
         .unwrap();
+    }
 }
 
 /// One `user.created` copy in queue `emails` (with `audit` routed from `audit.sent` for
@@ -1263,6 +1269,20 @@ async fn one_claim_serves_several_queues_oldest_first() {
 
 #[tokio::test]
 async fn fanned_out_payloads_are_deleted_after_the_last_copy_whatever_the_order() {
+    // Published 10 at a time, each copy is a row sharing its message's payload.
+    drain_fanned_out_concurrently(10, "SELECT count(*) FROM courier.messages").await;
+}
+
+#[tokio::test]
+async fn fanned_out_chunks_are_deleted_after_the_last_copy_whatever_the_order() {
+    // Published 500 at once, the copies are chunks of the batch's messages.
+    drain_fanned_out_concurrently(500, "SELECT count(*) FROM courier.batch_messages").await;
+}
+
+/// Publishes 500 messages to a topic routed to three queues, `per_publish` at a time, checks
+/// that `stored` counts each message once, then drains every queue with two workers claiming
+/// small batches while housekeeping collects, and checks that nothing is left behind.
+async fn drain_fanned_out_concurrently(per_publish: usize, stored: &str) {
     const MESSAGES: usize = 500;
     let db = TestDatabase::new().await;
     let outbox = outbox(&db).await;
@@ -1272,45 +1292,59 @@ async fn fanned_out_payloads_are_deleted_after_the_last_copy_whatever_the_order(
     let batch: Vec<NewMessage> = (0..MESSAGES as i64)
         .map(|n| message("job.run", n))
         .collect();
-    assert_eq!(
-        outbox.publish(db.pool(), &batch).await.unwrap().copies,
-        3 * MESSAGES as u64
-    );
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM courier.messages").await,
-        MESSAGES as i64
-    );
+    for messages in batch.chunks(per_publish) {
+        assert_eq!(
+            outbox.publish(db.pool(), messages).await.unwrap().copies,
+            3 * messages.len() as u64
+        );
+    }
+    assert_eq!(count(&db, stored).await, MESSAGES as i64);
 
     // Each queue drained by two workers with small batches, while housekeeping collects.
     let mut workers = Vec::new();
     for queue in ["q1", "q2", "q3", "q1", "q2", "q3"] {
         let outbox = outbox.clone();
         workers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
             loop {
                 let batch = claim(&outbox, queue, &["job.run"], 37).await;
                 if batch.is_empty() {
-                    return;
+                    return ids;
                 }
                 let completions: Vec<CompletedDelivery> = batch
                     .iter()
                     .map(|d| done(d, Completion::Delivered))
                     .collect();
+                ids.extend(batch.iter().map(|d| (d.queue.clone(), d.id)));
                 outbox.complete(&completions).await.unwrap();
                 outbox.housekeeping().await.unwrap();
             }
         }));
     }
+    let mut delivered = Vec::new();
     for worker in workers {
-        worker.await.unwrap();
+        delivered.extend(worker.await.unwrap());
     }
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered.len(), 3 * MESSAGES, "every copy delivered once");
     outbox.housekeeping().await.unwrap();
-    assert_eq!(count(&db, "SELECT count(*) FROM courier.messages").await, 0);
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM courier.message_releases").await,
-        0
-    );
+    for table in [
+        "messages",
+        "message_releases",
+        "batch_messages",
+        "batch_releases",
+        "chunks",
+        "chunk_leases",
+        "deliveries",
+        "leases",
+    ] {
+        let left = count(&db, &format!("SELECT count(*) FROM courier.{table}")).await;
+        assert_eq!(left, 0, "rows left in {table}");
+    }
     for queue in ["q1", "q2", "q3"] {
-        assert_eq!(stats(&outbox, queue).await.delivered, MESSAGES as u64);
+        let stats = stats(&outbox, queue).await;
+        assert_eq!((stats.delivered, stats.pending), (MESSAGES as u64, 0));
     }
 }
 

@@ -47,7 +47,9 @@ SELECT q.queue,
        coalesce(t.dead, 0),
        coalesce(t.delivered, 0),
        (SELECT coalesce(sum(l.remaining), 0)::bigint FROM {s}.leases l
-        WHERE l.queue = q.queue),
+        WHERE l.queue = q.queue)
+       + (SELECT coalesce(sum(cardinality(l.ids)), 0)::bigint FROM {s}.chunk_leases l
+          WHERE l.queue = q.queue),
        (SELECT count(*) FROM {s}.deliveries d
         WHERE d.queue = q.queue AND d.deliver_at > now())
 FROM queues q
@@ -163,9 +165,12 @@ impl Statements {
             ),
             next_due_at: sql(
                 "SELECT min(n.deliver_at) FROM unnest($1::text[]) AS q(queue) \
-                 CROSS JOIN LATERAL (SELECT d.deliver_at FROM {s}.deliveries d \
+                 CROSS JOIN LATERAL ((SELECT d.deliver_at FROM {s}.deliveries d \
                  WHERE d.queue = q.queue AND d.lease_owner IS NULL \
-                 ORDER BY d.deliver_at LIMIT 1) n",
+                 ORDER BY d.deliver_at LIMIT 1) \
+                 UNION ALL \
+                 (SELECT c.deliver_at FROM {s}.chunks c WHERE c.queue = q.queue \
+                 ORDER BY c.deliver_at LIMIT 1)) n",
             ),
         }
     }

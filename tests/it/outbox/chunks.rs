@@ -1,0 +1,344 @@
+//! Copies that are not rows: a batch of fresh messages published to a topic routed to several
+//! queues is stored once, with a chunk of ids per queue. Everything a row copy does, a chunk
+//! copy does too: claims in publish order, outcomes, rescue, dead letters, statistics, queue
+//! deletion; and its message is deleted after its last copy.
+
+use super::*;
+
+/// Messages `job.run` numbered `from..to`, each with a header naming its number.
+fn jobs(from: i64, to: i64) -> Vec<NewMessage> {
+    (from..to)
+        .map(|n| message("job.run", n).header("n", n.to_string()))
+        .collect()
+}
+
+fn numbers(deliveries: &[ClaimedDelivery]) -> Vec<i64> {
+    deliveries
+        .iter()
+        .map(|d| {
+            serde_json::from_str::<serde_json::Value>(&d.payload).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Two queues, `q1` and `q2`, routed from topic `job`.
+async fn two_queues(db: &TestDatabase) -> Outbox {
+    let outbox = outbox(db).await;
+    route(&outbox, "q1", "job", &["run"]).await;
+    route(&outbox, "q2", "job", &["run"]).await;
+    outbox
+}
+
+async fn rows_in(db: &TestDatabase, table: &str) -> i64 {
+    count(db, &format!("SELECT count(*) FROM courier.{table}")).await
+}
+
+#[tokio::test]
+async fn a_batch_to_several_queues_is_stored_once_and_claimed_in_publish_order() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    let report = outbox.publish(db.pool(), &jobs(0, 40)).await.unwrap();
+    assert_eq!(report.copies, 80);
+    assert_eq!(rows_in(&db, "batch_messages").await, 40);
+    assert_eq!(rows_in(&db, "chunks").await, 2);
+    assert_eq!(rows_in(&db, "deliveries").await, 0, "no row per copy");
+    assert_eq!(stats(&outbox, "q1").await.pending, 40);
+    assert!(outbox.next_due_at(&["q1"]).await.unwrap().unwrap() <= Utc::now());
+
+    // Claims smaller than the chunk take it from the front, in publish order.
+    let mut claimed = Vec::new();
+    loop {
+        let batch = claim(&outbox, "q1", &["job.run"], 7).await;
+        if batch.is_empty() {
+            break;
+        }
+        claimed.extend(batch);
+    }
+    assert_eq!(numbers(&claimed), (0..40).collect::<Vec<_>>());
+    for delivery in &claimed {
+        let n = numbers(std::slice::from_ref(delivery))[0];
+        assert_eq!(
+            (delivery.attempt, delivery.last_error.as_deref()),
+            (1, None)
+        );
+        assert_eq!(
+            delivery.headers,
+            BTreeMap::from([("n".into(), n.to_string())])
+        );
+    }
+    let q1 = stats(&outbox, "q1").await;
+    assert_eq!((q1.pending, q1.in_flight), (0, 40));
+
+    let completions: Vec<CompletedDelivery> = claimed
+        .iter()
+        .map(|d| done(d, Completion::Delivered))
+        .collect();
+    let report = outbox.complete(&completions).await.unwrap();
+    assert_eq!((report.delivered, report.lease_lost.len()), (40, 0));
+    let q1 = stats(&outbox, "q1").await;
+    assert_eq!((q1.pending, q1.in_flight, q1.delivered), (0, 0, 40));
+
+    // The messages outlive q1's copies while q2's wait, and go with the last of those.
+    outbox.housekeeping().await.unwrap();
+    assert_eq!(rows_in(&db, "batch_messages").await, 40);
+    let q2 = claim(&outbox, "q2", &["job.run"], 100).await;
+    assert_eq!(numbers(&q2), (0..40).collect::<Vec<_>>());
+    let completions: Vec<CompletedDelivery> =
+        q2.iter().map(|d| done(d, Completion::Delivered)).collect();
+    outbox.complete(&completions).await.unwrap();
+    outbox.housekeeping().await.unwrap();
+    for table in ["batch_messages", "batch_releases", "chunks", "chunk_leases"] {
+        assert_eq!(rows_in(&db, table).await, 0, "rows left in {table}");
+    }
+}
+
+#[tokio::test]
+async fn a_chunk_copy_that_fails_becomes_a_row_with_its_own_payload() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    outbox.publish(db.pool(), &jobs(0, 20)).await.unwrap();
+
+    let first = claim(&outbox, "q1", &["job.run"], 4).await;
+    assert_eq!(numbers(&first), [0, 1, 2, 3]);
+    let report = outbox
+        .complete(&[
+            done(
+                &first[0],
+                Completion::Retry {
+                    delay: Duration::ZERO,
+                    error: "boom".into(),
+                },
+            ),
+            done(&first[1], Completion::Release),
+            done(
+                &first[2],
+                Completion::DeadLetter {
+                    error: "gone".into(),
+                },
+            ),
+            done(&first[3], Completion::Delivered),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.retried,
+            report.released,
+            report.dead_lettered,
+            report.delivered
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(rows_in(&db, "deliveries").await, 2);
+
+    // The retried and the released copy come back first, as rows, then the chunk goes on.
+    let second = claim(&outbox, "q1", &["job.run"], 3).await;
+    let by_number: HashMap<i64, &ClaimedDelivery> =
+        numbers(&second).into_iter().zip(&second).collect();
+    assert_eq!(by_number.len(), 3);
+    let retried = by_number[&0];
+    assert_eq!(
+        (retried.attempt, retried.last_error.as_deref()),
+        (2, Some("boom"))
+    );
+    assert_eq!(retried.payload, first[0].payload);
+    assert_eq!(retried.headers, first[0].headers);
+    let released = by_number[&1];
+    assert_eq!(released.attempt, 1, "a released attempt is not counted");
+    assert_eq!(released.headers, first[1].headers);
+    assert_eq!(by_number[&4].attempt, 1);
+
+    let dead = outbox
+        .dead_letters(&DeadLetterQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].message_id, dead[0].queue.as_str()),
+        (first[2].id, "q1")
+    );
+    assert_eq!((dead[0].attempts, dead[0].last_error.as_str()), (1, "gone"));
+    assert_eq!(dead[0].payload, first[2].payload);
+    assert_eq!(dead[0].headers, first[2].headers);
+    assert_eq!(dead[0].published_at, first[2].published_at);
+    assert!(outbox.redrive(dead[0].id).await.unwrap());
+    let q1 = stats(&outbox, "q1").await;
+    assert_eq!((q1.delivered, q1.dead, q1.in_flight), (1, 0, 3));
+
+    // q2's copies were never touched.
+    let q2 = claim(&outbox, "q2", &["job.run"], 100).await;
+    assert_eq!(numbers(&q2), (0..20).collect::<Vec<_>>());
+    assert!(q2.iter().all(|d| d.attempt == 1));
+}
+
+#[tokio::test]
+async fn an_expired_chunk_lease_is_rescued_as_rows_and_the_late_outcome_refused() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    outbox.publish(db.pool(), &jobs(0, 20)).await.unwrap();
+    let first = claim(&outbox, "q1", &["job.run"], 5).await;
+    assert!(
+        outbox.rescue_expired().await.unwrap().is_empty(),
+        "the lease still holds"
+    );
+
+    expire_every_lease(&db).await;
+    let mut rescued = outbox.rescue_expired().await.unwrap();
+    rescued.sort_by_key(|r| r.id);
+    let mut expected: Vec<(Uuid, u32)> = first.iter().map(|d| (d.id, 1)).collect();
+    expected.sort();
+    assert_eq!(
+        rescued
+            .iter()
+            .map(|r| (r.id, r.attempt))
+            .collect::<Vec<_>>(),
+        expected
+    );
+
+    let report = outbox
+        .complete(&[done(&first[0], Completion::Delivered)])
+        .await
+        .unwrap();
+    assert_eq!(report.lease_lost, [first[0].key()]);
+    assert_eq!(report.delivered, 0);
+
+    let second = claim(&outbox, "q1", &["job.run"], 5).await;
+    assert_eq!(numbers(&second), [0, 1, 2, 3, 4]);
+    for (again, before) in second.iter().zip(&first) {
+        assert_eq!((again.id, again.attempt), (before.id, 2));
+        assert!(
+            again
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("lease expired")
+        );
+        assert_eq!(
+            (&again.payload, &again.headers),
+            (&before.payload, &before.headers)
+        );
+    }
+    let completions: Vec<CompletedDelivery> = second
+        .iter()
+        .map(|d| done(d, Completion::Delivered))
+        .collect();
+    assert_eq!(outbox.complete(&completions).await.unwrap().delivered, 5);
+    let q1 = stats(&outbox, "q1").await;
+    assert_eq!((q1.pending, q1.delivered), (15, 5));
+}
+
+#[tokio::test]
+async fn deleting_a_queue_deletes_its_chunks_and_chunk_leases() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    outbox.publish(db.pool(), &jobs(0, 20)).await.unwrap();
+    let in_flight = claim(&outbox, "q1", &["job.run"], 5).await;
+
+    let deleted = outbox.delete_queue("q1").await.unwrap();
+    assert_eq!((deleted.copies, deleted.dead_letters), (20, 0));
+    let completions: Vec<CompletedDelivery> = in_flight
+        .iter()
+        .map(|d| done(d, Completion::Delivered))
+        .collect();
+    assert_eq!(
+        outbox
+            .complete(&completions)
+            .await
+            .unwrap()
+            .lease_lost
+            .len(),
+        5
+    );
+
+    let q2 = claim(&outbox, "q2", &["job.run"], 100).await;
+    assert_eq!(q2.len(), 20);
+    let completions: Vec<CompletedDelivery> =
+        q2.iter().map(|d| done(d, Completion::Delivered)).collect();
+    outbox.complete(&completions).await.unwrap();
+    outbox.housekeeping().await.unwrap();
+    for table in ["batch_messages", "chunks", "chunk_leases", "deliveries"] {
+        assert_eq!(rows_in(&db, table).await, 0, "rows left in {table}");
+    }
+}
+
+#[tokio::test]
+async fn small_scheduled_and_explicit_id_batches_keep_a_row_per_copy() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+
+    // Fewer than 16 of a name: rows.
+    outbox.publish(db.pool(), &jobs(0, 15)).await.unwrap();
+    assert_eq!(rows_in(&db, "deliveries").await, 30);
+    assert_eq!(rows_in(&db, "batch_messages").await, 0);
+
+    // Scheduled messages in a large batch: rows; the due ones: a chunk per queue.
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let mut batch = jobs(100, 120);
+    for message in &mut batch[16..] {
+        *message = message.clone().deliver_at(later);
+    }
+    assert_eq!(outbox.publish(db.pool(), &batch).await.unwrap().copies, 40);
+    assert_eq!(rows_in(&db, "batch_messages").await, 16);
+    assert_eq!(rows_in(&db, "deliveries").await, 30 + 8);
+    let q1 = stats(&outbox, "q1").await;
+    assert_eq!((q1.pending, q1.scheduled), (35, 4));
+
+    // Explicit ids may be published again (idempotent per queue): rows.
+    let explicit: Vec<NewMessage> = jobs(200, 220)
+        .into_iter()
+        .map(|m| m.id(Uuid::now_v7()))
+        .collect();
+    outbox.publish(db.pool(), &explicit).await.unwrap();
+    assert_eq!(
+        outbox.publish(db.pool(), &explicit).await.unwrap().copies,
+        0
+    );
+    assert_eq!(rows_in(&db, "batch_messages").await, 16);
+
+    // A fresh batch published twice is a mistake, reported as for rows.
+    let error = outbox.publish(db.pool(), &batch[..16]).await.unwrap_err();
+    assert!(matches!(error, PublishError::PublishedTwice), "{error}");
+    assert_eq!(rows_in(&db, "batch_messages").await, 16);
+
+    // Every copy comes out once: rows and chunk copies alike.
+    let all = claim(&outbox, "q1", &["job.run"], 1000).await;
+    let mut got = numbers(&all);
+    got.sort();
+    let expected: Vec<i64> = (0..15).chain(100..116).chain(200..220).collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn archived_chunk_copies_keep_their_payload() {
+    let db = TestDatabase::new().await;
+    let options = OutboxOptions {
+        archive_delivered: Some(Duration::from_secs(3600)),
+        ..Default::default()
+    };
+    let outbox = Outbox::new(db.pool().clone(), options).unwrap();
+    outbox.migrate().await.unwrap();
+    route(&outbox, "q1", "job", &["run"]).await;
+    route(&outbox, "q2", "job", &["run"]).await;
+    outbox.publish(db.pool(), &jobs(0, 20)).await.unwrap();
+    let claimed = claim(&outbox, "q1", &["job.run"], 3).await;
+    let completions: Vec<CompletedDelivery> = claimed
+        .iter()
+        .map(|d| done(d, Completion::Delivered))
+        .collect();
+    assert_eq!(outbox.complete(&completions).await.unwrap().delivered, 3);
+    let archived: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT message_id, payload::text, headers ->> 'n' FROM courier.delivered \
+         WHERE queue = 'q1' ORDER BY payload ->> 'n'",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    let expected: Vec<(Uuid, String, String)> = claimed
+        .iter()
+        .enumerate()
+        .map(|(n, d)| (d.id, d.payload.clone(), n.to_string()))
+        .collect();
+    assert_eq!(archived, expected);
+}
