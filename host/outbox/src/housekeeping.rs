@@ -54,7 +54,8 @@ pub struct HousekeepingReport {
     /// Archived deliveries pruned.
     pub pruned: u64,
     /// Released copies of shared messages counted off (and the messages without copies
-    /// deleted).
+    /// deleted), plus the release records of batches checked (one per chunk or chunk lease
+    /// deleted: not a count of copies; the batches without either left are deleted).
     pub releases_collected: u64,
     /// Counter rows folded together.
     pub counters_folded: u64,
@@ -62,8 +63,9 @@ pub struct HousekeepingReport {
 
 impl Outbox {
     /// Counts the copies of shared (fanned-out) messages that left their queues off those
-    /// messages and deletes the messages with no copy left. Returns the copies counted: 0
-    /// when another collector (another host's housekeeping) is at work in this schema.
+    /// messages and deletes the messages with no copy left, and deletes the messages of
+    /// batches with no chunk or chunk lease left. Returns the releases processed: 0 when
+    /// another collector (another host's housekeeping) is at work in this schema.
     pub async fn collect_messages(&self) -> Result<u64, OutboxError> {
         let mut total = 0;
         loop {

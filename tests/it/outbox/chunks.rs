@@ -197,12 +197,41 @@ async fn an_expired_chunk_lease_is_rescued_as_rows_and_the_late_outcome_refused(
         expected
     );
 
+    // Every kind of late outcome is refused.
     let report = outbox
-        .complete(&[done(&first[0], Completion::Delivered)])
+        .complete(&[
+            done(&first[0], Completion::Delivered),
+            done(&first[1], Completion::Release),
+            done(
+                &first[2],
+                Completion::DeadLetter {
+                    error: "late".into(),
+                },
+            ),
+            done(
+                &first[3],
+                Completion::Retry {
+                    delay: Duration::ZERO,
+                    error: "late".into(),
+                },
+            ),
+        ])
         .await
         .unwrap();
-    assert_eq!(report.lease_lost, [first[0].key()]);
-    assert_eq!(report.delivered, 0);
+    let mut lost = report.lease_lost.clone();
+    lost.sort_by_key(|key| key.id);
+    let mut expected: Vec<_> = first[..4].iter().map(|d| d.key()).collect();
+    expected.sort_by_key(|key| key.id);
+    assert_eq!(lost, expected);
+    assert_eq!(
+        (
+            report.delivered,
+            report.released,
+            report.dead_lettered,
+            report.retried
+        ),
+        (0, 0, 0, 0)
+    );
 
     let second = claim(&outbox, "q1", &["job.run"], 5).await;
     assert_eq!(numbers(&second), [0, 1, 2, 3, 4]);
@@ -341,4 +370,171 @@ async fn archived_chunk_copies_keep_their_payload() {
         .map(|(n, d)| (d.id, d.payload.clone(), n.to_string()))
         .collect();
     assert_eq!(archived, expected);
+}
+
+/// Claims through SQL in a transaction left open, as a claimer in the middle of its claim.
+async fn open_claim(
+    db: &TestDatabase,
+    queue: &str,
+    limit: i32,
+) -> (sqlx::Transaction<'static, sqlx::Postgres>, Vec<Uuid>) {
+    let mut transaction = db.pool().begin().await.unwrap();
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT o_id FROM courier.claim(ARRAY[$1], ARRAY['job.run'], $2, $3, 60000)",
+    )
+    .bind(queue)
+    .bind(limit)
+    .bind(Uuid::now_v7())
+    .fetch_all(&mut *transaction)
+    .await
+    .unwrap();
+    (transaction, ids)
+}
+
+#[tokio::test]
+async fn claimers_at_work_together_take_different_chunks_and_miss_nothing() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    outbox.publish(db.pool(), &jobs(0, 250)).await.unwrap();
+    assert_eq!(rows_in(&db, "chunks").await, 6, "100, 100 and 50 per queue");
+
+    // A claim in progress holds the first chunk; another takes the next one meanwhile.
+    let (first, first_ids) = open_claim(&db, "q1", 5).await;
+    assert_eq!(first_ids.len(), 5);
+    let second = claim(&outbox, "q1", &["job.run"], 100).await;
+    assert_eq!(numbers(&second), (100..200).collect::<Vec<_>>());
+    first.commit().await.unwrap();
+    let third = claim(&outbox, "q1", &["job.run"], 1000).await;
+    assert_eq!(
+        numbers(&third),
+        (5..100).chain(200..250).collect::<Vec<_>>()
+    );
+    let mut all: Vec<Uuid> = first_ids
+        .into_iter()
+        .chain(second.iter().chain(&third).map(|d| d.id))
+        .collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 250);
+}
+
+#[tokio::test]
+async fn deleting_a_queue_during_a_claim_leaves_no_lease_behind() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    outbox.publish(db.pool(), &jobs(0, 20)).await.unwrap();
+    let (claiming, ids) = open_claim(&db, "q1", 5).await;
+    assert_eq!(ids.len(), 5);
+
+    // The deletion waits for the claim, then deletes what it leased too.
+    let deleting = tokio::spawn({
+        let outbox = outbox.clone();
+        async move { outbox.delete_queue("q1").await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!deleting.is_finished(), "the deletion waits for the claim");
+    claiming.commit().await.unwrap();
+    let deleted = tokio::time::timeout(PATIENCE, deleting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deleted.copies, 20);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM courier.chunk_leases WHERE queue = 'q1'"
+        )
+        .await,
+        0
+    );
+    assert!(
+        outbox
+            .queue_stats()
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.queue != "q1")
+    );
+}
+
+#[tokio::test]
+async fn the_kind_with_the_older_copy_is_claimed_first() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    // A row first, then a chunk: the row comes first.
+    outbox
+        .publish(db.pool(), &[message("job.run", -1)])
+        .await
+        .unwrap();
+    outbox.publish(db.pool(), &jobs(0, 20)).await.unwrap();
+    assert_eq!(numbers(&claim(&outbox, "q1", &["job.run"], 1).await), [-1]);
+    // The chunk's copies are now older than a row published later: they come first, even
+    // though rows keep arriving.
+    outbox
+        .publish(db.pool(), &[message("job.run", 100)])
+        .await
+        .unwrap();
+    assert_eq!(numbers(&claim(&outbox, "q1", &["job.run"], 1).await), [0]);
+    outbox
+        .publish(db.pool(), &[message("job.run", 101)])
+        .await
+        .unwrap();
+    assert_eq!(
+        numbers(&claim(&outbox, "q1", &["job.run"], 2).await),
+        [1, 2]
+    );
+    let rest = claim(&outbox, "q1", &["job.run"], 100).await;
+    assert_eq!(
+        numbers(&rest),
+        (3..20).chain([100, 101]).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_batch_already_published_as_rows_is_refused() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    let batch = jobs(0, 20);
+    for part in batch.chunks(10) {
+        outbox.publish(db.pool(), part).await.unwrap();
+    }
+    let error = outbox.publish(db.pool(), &batch).await.unwrap_err();
+    assert!(matches!(error, PublishError::PublishedTwice), "{error}");
+    assert_eq!(rows_in(&db, "batch_messages").await, 0);
+    assert_eq!(stats(&outbox, "q1").await.pending, 20);
+}
+
+#[tokio::test]
+async fn two_outcomes_for_one_chunk_copy_in_one_sql_call_record_the_first() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    outbox.publish(db.pool(), &jobs(0, 20)).await.unwrap();
+    let claimed = claim(&outbox, "q1", &["job.run"], 2).await;
+    let key = claimed[0].key();
+    let lost: Vec<(String, Uuid)> = sqlx::query_as(
+        "SELECT lost_queue, lost_id FROM courier.complete_many(\
+         ARRAY['q1', 'q1'], ARRAY[$1, $1]::uuid[], ARRAY[$2, $2]::uuid[], \
+         ARRAY['d', 'd']::\"char\"[], ARRAY[0, 0]::bigint[], ARRAY[NULL, NULL]::text[], false)",
+    )
+    .bind(key.id)
+    .bind(key.lease_token)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        lost,
+        [("q1".to_owned(), key.id)],
+        "the second outcome is refused"
+    );
+    let q1 = stats(&outbox, "q1").await;
+    assert_eq!(
+        (q1.delivered, q1.in_flight),
+        (1, 1),
+        "the other copy is still held"
+    );
+    let report = outbox
+        .complete(&[done(&claimed[1], Completion::Delivered)])
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.lease_lost.len()), (1, 0));
 }
