@@ -23,9 +23,22 @@ const LEASE: Duration = Duration::from_secs(60);
 const PATIENCE: Duration = Duration::from_secs(30);
 
 async fn outbox(db: &TestDatabase) -> Outbox {
-    let outbox = Outbox::new(db.pool().clone(), OutboxOptions::default()).unwrap();
+    outbox_with(db, OutboxOptions::default()).await
+}
+
+async fn outbox_with(db: &TestDatabase, options: OutboxOptions) -> Outbox {
+    let outbox = Outbox::new(db.pool().clone(), options).unwrap();
     outbox.migrate().await.unwrap();
     outbox
+}
+
+/// An outbox that archives delivered copies for an hour.
+async fn archiving_outbox(db: &TestDatabase) -> Outbox {
+    let options = OutboxOptions {
+        archive_delivered: Some(Duration::from_secs(3600)),
+        ..Default::default()
+    };
+    outbox_with(db, options).await
 }
 
 async fn route(outbox: &Outbox, queue: &str, topic: &str, events: &[&str]) {
@@ -1051,12 +1064,7 @@ async fn statistics_follow_every_step_and_survive_counter_folding() {
 #[tokio::test]
 async fn archived_deliveries_are_kept_then_pruned() {
     let db = TestDatabase::new().await;
-    let options = OutboxOptions {
-        archive_delivered: Some(Duration::from_secs(3600)),
-        ..Default::default()
-    };
-    let outbox = Outbox::new(db.pool().clone(), options).unwrap();
-    outbox.migrate().await.unwrap();
+    let outbox = archiving_outbox(&db).await;
     route(&outbox, "emails", "user", &["created"]).await;
     outbox
         .publish(db.pool(), &[message("user.created", 1)])

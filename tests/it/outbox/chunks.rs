@@ -31,6 +31,14 @@ async fn two_queues(db: &TestDatabase) -> Outbox {
     outbox
 }
 
+/// Every one of `deliveries` delivered.
+fn all_delivered(deliveries: &[ClaimedDelivery]) -> Vec<CompletedDelivery> {
+    deliveries
+        .iter()
+        .map(|d| done(d, Completion::Delivered))
+        .collect()
+}
+
 async fn rows_in(db: &TestDatabase, table: &str) -> i64 {
     count(db, &format!("SELECT count(*) FROM courier.{table}")).await
 }
@@ -71,10 +79,7 @@ async fn a_batch_to_several_queues_is_stored_once_and_claimed_in_publish_order()
     let q1 = stats(&outbox, "q1").await;
     assert_eq!((q1.pending, q1.in_flight), (0, 40));
 
-    let completions: Vec<CompletedDelivery> = claimed
-        .iter()
-        .map(|d| done(d, Completion::Delivered))
-        .collect();
+    let completions = all_delivered(&claimed);
     let report = outbox.complete(&completions).await.unwrap();
     assert_eq!((report.delivered, report.lease_lost.len()), (40, 0));
     let q1 = stats(&outbox, "q1").await;
@@ -85,8 +90,7 @@ async fn a_batch_to_several_queues_is_stored_once_and_claimed_in_publish_order()
     assert_eq!(rows_in(&db, "batch_messages").await, 40);
     let q2 = claim(&outbox, "q2", &["job.run"], 100).await;
     assert_eq!(numbers(&q2), (0..40).collect::<Vec<_>>());
-    let completions: Vec<CompletedDelivery> =
-        q2.iter().map(|d| done(d, Completion::Delivered)).collect();
+    let completions = all_delivered(&q2);
     outbox.complete(&completions).await.unwrap();
     outbox.housekeeping().await.unwrap();
     for table in ["batch_messages", "batch_releases", "chunks", "chunk_leases"] {
@@ -249,10 +253,7 @@ async fn an_expired_chunk_lease_is_rescued_as_rows_and_the_late_outcome_refused(
             (&before.payload, &before.headers)
         );
     }
-    let completions: Vec<CompletedDelivery> = second
-        .iter()
-        .map(|d| done(d, Completion::Delivered))
-        .collect();
+    let completions = all_delivered(&second);
     assert_eq!(outbox.complete(&completions).await.unwrap().delivered, 5);
     let q1 = stats(&outbox, "q1").await;
     assert_eq!((q1.pending, q1.delivered), (15, 5));
@@ -267,10 +268,7 @@ async fn deleting_a_queue_deletes_its_chunks_and_chunk_leases() {
 
     let deleted = outbox.delete_queue("q1").await.unwrap();
     assert_eq!((deleted.copies, deleted.dead_letters), (20, 0));
-    let completions: Vec<CompletedDelivery> = in_flight
-        .iter()
-        .map(|d| done(d, Completion::Delivered))
-        .collect();
+    let completions = all_delivered(&in_flight);
     assert_eq!(
         outbox
             .complete(&completions)
@@ -283,8 +281,7 @@ async fn deleting_a_queue_deletes_its_chunks_and_chunk_leases() {
 
     let q2 = claim(&outbox, "q2", &["job.run"], 100).await;
     assert_eq!(q2.len(), 20);
-    let completions: Vec<CompletedDelivery> =
-        q2.iter().map(|d| done(d, Completion::Delivered)).collect();
+    let completions = all_delivered(&q2);
     outbox.complete(&completions).await.unwrap();
     outbox.housekeeping().await.unwrap();
     for table in ["batch_messages", "chunks", "chunk_leases", "deliveries"] {
@@ -342,20 +339,12 @@ async fn small_scheduled_and_explicit_id_batches_keep_a_row_per_copy() {
 #[tokio::test]
 async fn archived_chunk_copies_keep_their_payload() {
     let db = TestDatabase::new().await;
-    let options = OutboxOptions {
-        archive_delivered: Some(Duration::from_secs(3600)),
-        ..Default::default()
-    };
-    let outbox = Outbox::new(db.pool().clone(), options).unwrap();
-    outbox.migrate().await.unwrap();
+    let outbox = archiving_outbox(&db).await;
     route(&outbox, "q1", "job", &["run"]).await;
     route(&outbox, "q2", "job", &["run"]).await;
     outbox.publish(db.pool(), &jobs(0, 20)).await.unwrap();
     let claimed = claim(&outbox, "q1", &["job.run"], 3).await;
-    let completions: Vec<CompletedDelivery> = claimed
-        .iter()
-        .map(|d| done(d, Completion::Delivered))
-        .collect();
+    let completions = all_delivered(&claimed);
     assert_eq!(outbox.complete(&completions).await.unwrap().delivered, 3);
     let archived: Vec<(Uuid, String, String)> = sqlx::query_as(
         "SELECT message_id, payload::text, headers ->> 'n' FROM courier.delivered \
