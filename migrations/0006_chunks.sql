@@ -190,10 +190,14 @@ BEGIN
     IF v_chunked IS NULL THEN
         RETURN publish_many_rows(p_ids, p_names, p_payloads, p_deliver_ats, p_headers, true);
     END IF;
-    -- Fresh ids are new by promise: one already in a queue as a row is a message published
-    -- twice, refused as the row path refuses it.
+    -- Fresh ids are new by promise: one already in a queue as a row, or given twice in this
+    -- call (once for a chunk, once for a row), is a message published twice, refused as the
+    -- row path refuses it.
     IF EXISTS (SELECT 1 FROM deliveries d
-               WHERE d.message_id = ANY (ARRAY(SELECT p_ids[p] FROM unnest(v_chunked) AS p))) THEN
+               WHERE d.message_id = ANY (ARRAY(SELECT p_ids[p] FROM unnest(v_chunked) AS p)))
+       OR (v_rest IS NOT NULL
+           AND EXISTS (SELECT 1 FROM unnest(v_rest) AS r JOIN unnest(v_chunked) AS c
+                       ON p_ids[r] = p_ids[c])) THEN
         RAISE EXCEPTION 'courier: a fresh message id was published before'
             USING ERRCODE = 'unique_violation';
     END IF;
@@ -364,22 +368,34 @@ DECLARE
 BEGIN
     -- As in `claim_rows`: the claim's commit does not wait for the disk.
     PERFORM set_config('synchronous_commit', 'off', true);
+    WITH served AS (
+        SELECT s.queue, array_agg(s.name) AS names
+        FROM unnest(p_queues, p_names) AS s(queue, name)
+        GROUP BY s.queue
+    )
     SELECT min(c.deliver_at) INTO v_chunks_from
-    FROM unnest(p_queues) AS q(queue)
+    FROM served
     CROSS JOIN LATERAL (
         SELECT k.deliver_at FROM chunks k
-        WHERE k.queue = q.queue AND k.deliver_at <= now()
+        WHERE k.queue = served.queue AND k.deliver_at <= now()
+          AND k.name = ANY (served.names)
         ORDER BY k.deliver_at LIMIT 1
     ) c;
     IF v_chunks_from IS NULL THEN
         RETURN QUERY SELECT * FROM claim_rows(p_queues, p_names, p_limit, p_token, p_lease_ms);
         RETURN;
     END IF;
+    WITH served AS (
+        SELECT s.queue, array_agg(s.name) AS names
+        FROM unnest(p_queues, p_names) AS s(queue, name)
+        GROUP BY s.queue
+    )
     SELECT min(d.deliver_at) INTO v_rows_from
-    FROM unnest(p_queues) AS q(queue)
+    FROM served
     CROSS JOIN LATERAL (
         SELECT r.deliver_at FROM deliveries r
-        WHERE r.queue = q.queue AND r.deliver_at <= now() AND r.lease_owner IS NULL
+        WHERE r.queue = served.queue AND r.deliver_at <= now() AND r.lease_owner IS NULL
+          AND r.name = ANY (served.names)
         ORDER BY r.deliver_at LIMIT 1
     ) d;
     IF v_rows_from IS NOT NULL AND v_rows_from <= v_chunks_from THEN
@@ -436,6 +452,14 @@ DECLARE
     v_kept        integer[];
     v_deliver_ats timestamptz[];
 BEGIN
+    -- The claims' leases are locked first, in a statement of their own: two completions of
+    -- one claim lock them in the same order (no deadlock), and the statement below, with a
+    -- snapshot taken once it holds them, sees their latest versions, which it changes by
+    -- row id.
+    PERFORM 1 FROM chunk_leases l
+    WHERE l.token = ANY (p_claims)
+    ORDER BY l.token, l.chunk_id
+    FOR UPDATE;
     -- The first outcome of each copy (a second one is not recorded).
     WITH input AS (
         SELECT t.queue, t.id, t.token, min(t.position)::integer AS position
@@ -448,9 +472,6 @@ BEGIN
         SELECT l.ctid AS row_id, l.token, l.queue, l.deliver_at, l.ids
         FROM chunk_leases l
         WHERE l.token = ANY (p_claims)
-        -- Two completions of one claim lock its leases in the same order: no deadlock.
-        ORDER BY l.token, l.chunk_id
-        FOR UPDATE
     ),
     -- Every id the leases hold, then matched: unnesting after a join would unnest each
     -- lease once per outcome of its claim.

@@ -527,3 +527,89 @@ async fn two_outcomes_for_one_chunk_copy_in_one_sql_call_record_the_first() {
         .unwrap();
     assert_eq!((report.delivered, report.lease_lost.len()), (1, 0));
 }
+
+#[tokio::test]
+async fn two_completions_of_one_claim_at_once_both_count() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    outbox.publish(db.pool(), &jobs(0, 20)).await.unwrap();
+    let claimed = claim(&outbox, "q1", &["job.run"], 20).await;
+    assert_eq!(claimed.len(), 20);
+    let token = claimed[0].key().lease_token;
+
+    // One completion of the first half holds the claim's leases; the other half's
+    // completion waits for it, then must see what it changed.
+    let mut first = db.pool().begin().await.unwrap();
+    let ids: Vec<Uuid> = claimed[..10].iter().map(|d| d.id).collect();
+    let lost: Vec<(String, Uuid)> = sqlx::query_as(
+        "SELECT lost_queue, lost_id FROM courier.complete_delivered(\
+         array_fill('q1'::text, ARRAY[10]), $1, array_fill($2::uuid, ARRAY[10]))",
+    )
+    .bind(&ids)
+    .bind(token)
+    .fetch_all(&mut *first)
+    .await
+    .unwrap();
+    assert!(lost.is_empty());
+    let second = tokio::spawn({
+        let outbox = outbox.clone();
+        let completions = all_delivered(&claimed[10..]);
+        async move { outbox.complete(&completions).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !second.is_finished(),
+        "the second completion waits for the first"
+    );
+    first.commit().await.unwrap();
+    let report = tokio::time::timeout(PATIENCE, second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.delivered, report.lease_lost.len()), (10, 0));
+
+    assert_eq!(
+        rows_in(&db, "chunk_leases").await,
+        0,
+        "the claim holds nothing more"
+    );
+    let q1 = stats(&outbox, "q1").await;
+    assert_eq!((q1.pending, q1.in_flight, q1.delivered), (0, 0, 20));
+    expire_every_lease(&db).await;
+    assert!(
+        outbox.rescue_expired().await.unwrap().is_empty(),
+        "nothing to deliver again"
+    );
+}
+
+#[tokio::test]
+async fn claims_of_one_name_are_not_held_back_by_another_names_old_chunks() {
+    let db = TestDatabase::new().await;
+    let outbox = outbox(&db).await;
+    for queue in ["q1", "q2"] {
+        route(&outbox, queue, "job", &["run", "skip"]).await;
+    }
+    // Old chunks of a name nobody claims here, then a row and chunks of the claimed name.
+    let skipped: Vec<NewMessage> = (0..20).map(|n| message("job.skip", n)).collect();
+    outbox.publish(db.pool(), &skipped).await.unwrap();
+    outbox
+        .publish(db.pool(), &[message("job.run", -1)])
+        .await
+        .unwrap();
+    outbox.publish(db.pool(), &jobs(0, 20)).await.unwrap();
+    // The row of job.run is older than its chunks: it comes first.
+    assert_eq!(numbers(&claim(&outbox, "q1", &["job.run"], 1).await), [-1]);
+}
+
+#[tokio::test]
+async fn an_id_given_twice_in_one_batch_is_refused_whatever_its_path() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    let mut batch = jobs(0, 20);
+    let later = Utc::now() + chrono::Duration::hours(1);
+    batch.push(batch[0].clone().deliver_at(later));
+    let error = outbox.publish(db.pool(), &batch).await.unwrap_err();
+    assert!(matches!(error, PublishError::PublishedTwice), "{error}");
+    assert_eq!(rows_in(&db, "batch_messages").await, 0);
+    assert_eq!(rows_in(&db, "deliveries").await, 0);
+}
