@@ -129,6 +129,24 @@ async fn claimed_across_a_rescue(
     (first, second)
 }
 
+/// After housekeeping, no copy, lease or message of any kind is left in the outbox.
+async fn assert_nothing_stored(db: &TestDatabase, outbox: &Outbox) {
+    outbox.housekeeping().await.unwrap();
+    for table in [
+        "messages",
+        "message_releases",
+        "batch_messages",
+        "batch_releases",
+        "chunks",
+        "chunk_leases",
+        "deliveries",
+        "leases",
+    ] {
+        let left = count(db, &format!("SELECT count(*) FROM courier.{table}")).await;
+        assert_eq!(left, 0, "rows left in {table}");
+    }
+}
+
 async fn count(db: &TestDatabase, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db.pool()).await.unwrap()
 }
@@ -1336,20 +1354,7 @@ async fn drain_fanned_out_concurrently(per_publish: usize, stored: &str) {
     delivered.sort();
     delivered.dedup();
     assert_eq!(delivered.len(), 3 * MESSAGES, "every copy delivered once");
-    outbox.housekeeping().await.unwrap();
-    for table in [
-        "messages",
-        "message_releases",
-        "batch_messages",
-        "batch_releases",
-        "chunks",
-        "chunk_leases",
-        "deliveries",
-        "leases",
-    ] {
-        let left = count(&db, &format!("SELECT count(*) FROM courier.{table}")).await;
-        assert_eq!(left, 0, "rows left in {table}");
-    }
+    assert_nothing_stored(&db, &outbox).await;
     for queue in ["q1", "q2", "q3"] {
         let stats = stats(&outbox, queue).await;
         assert_eq!((stats.delivered, stats.pending), (MESSAGES as u64, 0));

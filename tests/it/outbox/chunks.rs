@@ -90,12 +90,8 @@ async fn a_batch_to_several_queues_is_stored_once_and_claimed_in_publish_order()
     assert_eq!(rows_in(&db, "batch_messages").await, 40);
     let q2 = claim(&outbox, "q2", &["job.run"], 100).await;
     assert_eq!(numbers(&q2), (0..40).collect::<Vec<_>>());
-    let completions = all_delivered(&q2);
-    outbox.complete(&completions).await.unwrap();
-    outbox.housekeeping().await.unwrap();
-    for table in ["batch_messages", "batch_releases", "chunks", "chunk_leases"] {
-        assert_eq!(rows_in(&db, table).await, 0, "rows left in {table}");
-    }
+    outbox.complete(&all_delivered(&q2)).await.unwrap();
+    assert_nothing_stored(&db, &outbox).await;
 }
 
 #[tokio::test]
@@ -281,12 +277,8 @@ async fn deleting_a_queue_deletes_its_chunks_and_chunk_leases() {
 
     let q2 = claim(&outbox, "q2", &["job.run"], 100).await;
     assert_eq!(q2.len(), 20);
-    let completions = all_delivered(&q2);
-    outbox.complete(&completions).await.unwrap();
-    outbox.housekeeping().await.unwrap();
-    for table in ["batch_messages", "chunks", "chunk_leases", "deliveries"] {
-        assert_eq!(rows_in(&db, table).await, 0, "rows left in {table}");
-    }
+    outbox.complete(&all_delivered(&q2)).await.unwrap();
+    assert_nothing_stored(&db, &outbox).await;
 }
 
 #[tokio::test]
