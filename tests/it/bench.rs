@@ -11,6 +11,15 @@ use serde_json::Value;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_courier-under-test");
 
+/// The settings of a benchmark on `database`, its files (the compiled-plugin cache) under
+/// `data_dir`.
+fn bench_settings(database: &TestDatabase, data_dir: &std::path::Path) -> Settings {
+    let mut settings = Settings::with_defaults(Database::Url(database.url().to_owned()));
+    settings.data_dir = data_dir.to_owned();
+    settings.cache_dir = data_dir.join("cache");
+    settings
+}
+
 /// `courier bench ARGS` parsed as the command line would be.
 fn bench_args(args: &[&str]) -> BenchArgs {
     BenchArgs::parse(args).unwrap_or_else(|error| panic!("{error}"))
@@ -19,9 +28,12 @@ fn bench_args(args: &[&str]) -> BenchArgs {
 #[tokio::test]
 async fn the_binary_drains_2000_messages_and_reports_consistent_counts_as_json() {
     let database = TestDatabase::new().await;
+    let data_dir = tempfile::tempdir().unwrap();
     let output = Command::new(BINARY)
         .args(["bench", "--messages", "2000", "--json", "--database-url"])
         .arg(database.url())
+        .arg("--data-dir")
+        .arg(data_dir.path())
         .env_remove("COURIER_DATABASE_URL")
         .output()
         .unwrap();
@@ -67,12 +79,19 @@ async fn the_binary_drains_2000_messages_and_reports_consistent_counts_as_json()
     .await
     .unwrap();
     assert_eq!(schemas, Vec::<String>::new());
+    // The plugin was compiled into the data directory's cache, as `courier run` does, so the
+    // next run starts without compiling it again.
+    let cached = std::fs::read_dir(data_dir.path().join("cache"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert!(cached > 0, "nothing in the compiled-plugin cache");
 }
 
 #[tokio::test]
 async fn steady_mode_with_two_hosts_and_two_queues_measures_every_delivery_start() {
     let database = TestDatabase::new().await;
-    let settings = Settings::with_defaults(Database::Url(database.url().to_owned()));
+    let data_dir = tempfile::tempdir().unwrap();
+    let settings = bench_settings(&database, data_dir.path());
     let args = bench_args(&[
         "--mode",
         "steady",
@@ -124,7 +143,8 @@ async fn steady_mode_with_two_hosts_and_two_queues_measures_every_delivery_start
 #[tokio::test]
 async fn idle_mode_publishes_and_delivers_nothing() {
     let database = TestDatabase::new().await;
-    let settings = Settings::with_defaults(Database::Url(database.url().to_owned()));
+    let data_dir = tempfile::tempdir().unwrap();
+    let settings = bench_settings(&database, data_dir.path());
     let args = bench_args(&["--mode", "idle", "--duration", "300ms"]);
     let report = courier::bench::measure(&settings, &args, false)
         .await

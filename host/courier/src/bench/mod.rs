@@ -298,8 +298,10 @@ impl<'a> Bench<'a> {
                 path.display().to_string(),
             ),
         };
-        // Compile once into the cache the hosts share, and learn what the plugin serves.
-        let cache_dir = work.join("cache");
+        // Compile once into the compiled-plugin cache `courier run` uses (`cache_dir`), which
+        // the hosts share, and learn what the plugin serves. A second run of the same plugin
+        // starts without compiling it again.
+        let cache_dir = settings.cache_dir.clone();
         let subscription = {
             let runtime = Runtime::new(RuntimeConfig {
                 cache_dir: Some(cache_dir.clone()),
