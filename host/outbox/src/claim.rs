@@ -39,7 +39,8 @@ impl ClaimSpec {
 /// A lease on a claimed delivery: only its holder may record the outcome, until it expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Lease {
-    /// The owner token, unique to the claim that took the lease.
+    /// The owner token: the claim's own for copies held as rows; for copies of a chunk, the
+    /// token of the chunk lease holding them (one per chunk a claim takes from).
     pub token: Uuid,
     /// When the lease expires (database clock); after that, rescue may return the delivery
     /// to its queue and the holder's outcome is refused.
@@ -112,6 +113,7 @@ type ClaimRow = (
     String,
     String,
     DateTime<Utc>,
+    Uuid,
 );
 
 impl Outbox {
@@ -178,6 +180,7 @@ impl Outbox {
                     payload,
                     headers,
                     published_at,
+                    lease_token,
                 ) = row;
                 Ok(ClaimedDelivery {
                     id,
@@ -189,7 +192,10 @@ impl Outbox {
                     published_at,
                     deliver_at,
                     last_error,
-                    lease: Lease { token, expires_at },
+                    lease: Lease {
+                        token: lease_token,
+                        expires_at,
+                    },
                 })
             })
             .collect()

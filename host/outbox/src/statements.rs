@@ -121,7 +121,7 @@ impl Statements {
             ),
             claim: sql(
                 "SELECT o_id, o_queue, o_name, o_deliver_at, o_attempt, o_lease_until, \
-                 o_last_error, o_payload, o_headers, o_published_at \
+                 o_last_error, o_payload, o_headers, o_published_at, o_token \
                  FROM {s}.claim($1::text[], $2::text[], $3::integer, $4::uuid, $5::bigint)",
             ),
             complete: sql(

@@ -575,6 +575,56 @@ async fn two_completions_of_one_claim_at_once_both_count() {
 }
 
 #[tokio::test]
+async fn each_chunk_lease_has_its_own_token_and_its_completions_wait_for_no_other() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    outbox.publish(db.pool(), &jobs(0, 150)).await.unwrap();
+    // Two chunks (100 and 50 copies) of q1, and a row, in one claim.
+    outbox
+        .publish(db.pool(), &[message("job.run", 150)])
+        .await
+        .unwrap();
+    let claimed = claim(&outbox, "q1", &["job.run"], 1000).await;
+    assert_eq!(numbers(&claimed), (0..=150).collect::<Vec<_>>());
+    let (first, second, row) = (&claimed[..100], &claimed[100..150], &claimed[150]);
+    let token_of = |part: &[ClaimedDelivery]| {
+        let tokens: std::collections::BTreeSet<Uuid> = part.iter().map(|d| d.lease.token).collect();
+        assert_eq!(tokens.len(), 1, "one token per chunk lease");
+        tokens.into_iter().next().unwrap()
+    };
+    let (first_token, second_token) = (token_of(first), token_of(second));
+    assert_ne!(first_token, second_token);
+    assert!(![first_token, second_token].contains(&row.lease.token));
+
+    // A completion of the first chunk's copies, left open, holds only that chunk's lease:
+    // the second chunk's copies and the row complete meanwhile.
+    let mut open = db.pool().begin().await.unwrap();
+    let ids: Vec<Uuid> = first.iter().map(|d| d.id).collect();
+    let lost: Vec<(String, Uuid)> = sqlx::query_as(
+        "SELECT lost_queue, lost_id FROM courier.complete_delivered(\
+         array_fill('q1'::text, ARRAY[100]), $1, array_fill($2::uuid, ARRAY[100]))",
+    )
+    .bind(&ids)
+    .bind(first_token)
+    .fetch_all(&mut *open)
+    .await
+    .unwrap();
+    assert!(lost.is_empty());
+    let mut rest = all_delivered(second);
+    rest.extend(all_delivered(std::slice::from_ref(row)));
+    let report = tokio::time::timeout(PATIENCE, outbox.complete(&rest))
+        .await
+        .expect("the other lease's completion does not wait for the open one")
+        .unwrap();
+    assert_eq!((report.delivered, report.lease_lost.len()), (51, 0));
+    open.commit().await.unwrap();
+
+    assert_eq!(rows_in(&db, "chunk_leases").await, 0);
+    let q1 = stats(&outbox, "q1").await;
+    assert_eq!((q1.pending, q1.in_flight, q1.delivered), (0, 0, 151));
+}
+
+#[tokio::test]
 async fn claims_of_one_name_are_not_held_back_by_another_names_old_chunks() {
     let db = TestDatabase::new().await;
     let outbox = outbox(&db).await;
