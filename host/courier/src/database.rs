@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use courier_embedded_postgres::EmbeddedPostgres;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::{Database, Settings, redact_url};
 
@@ -111,20 +111,22 @@ impl Connection {
         size: PoolSize,
         embedded: Option<EmbeddedPostgres>,
     ) -> Result<Connection, DatabaseError> {
+        let connect_error = |source| DatabaseError::Connect {
+            url: redact_url(&url),
+            hint: if embedded.is_some() {
+                ""
+            } else {
+                " (is the server running? Without a database URL, `courier run` starts an embedded Postgres under the data directory)"
+            },
+            source,
+        };
+        let options = host_connect_options(&url).map_err(connect_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(size.max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(&url)
+            .connect_with(options)
             .await
-            .map_err(|source| DatabaseError::Connect {
-                url: redact_url(&url),
-                hint: if embedded.is_some() {
-                    ""
-                } else {
-                    " (is the server running? Without a database URL, `courier run` starts an embedded Postgres under the data directory)"
-                },
-                source,
-            })?;
+            .map_err(connect_error)?;
         Ok(Connection {
             pool,
             url,
@@ -173,4 +175,13 @@ pub fn running_cluster_port(dir: &Path) -> Option<u16> {
     let pid: u32 = lines.next()?.trim().parse().ok()?;
     let port: u16 = lines.nth(2)?.trim().parse().ok()?;
     Path::new(&format!("/proc/{pid}")).exists().then_some(port)
+}
+
+/// How Courier connects to `url`: as the URL says, with JIT compilation off. Every statement
+/// the host runs is short, and a server's default `jit = on` compiles any statement whose
+/// estimated cost crosses `jit_above_cost`: the queue statistics behind `courier queues` and
+/// `/metrics` spent half a second compiling, for a millisecond of work, when the planner
+/// overestimated a table it had not analysed yet.
+pub fn host_connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    Ok(url.parse::<PgConnectOptions>()?.options([("jit", "off")]))
 }

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use courier_tests::components;
 use courier_tests::postgres::TestDatabase;
 use serde_json::{Value, json};
+use sqlx::Connection as _;
 
 use super::{TestHost, cache_dir, eventually, install, queue_view, quick_retry, wait_delivered};
 
@@ -250,4 +251,35 @@ async fn sigterm_mid_stream_loses_nothing() {
     tokio::task::spawn_blocking(move || host.terminate())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn courier_connects_with_jit_compilation_off() {
+    let database = TestDatabase::new().await;
+    // A server whose sessions compile with JIT by default (Postgres's own default).
+    sqlx::query(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET jit = on', current_database()); END $$",
+    )
+    .execute(database.pool())
+    .await
+    .unwrap();
+    let mut plain = sqlx::postgres::PgConnection::connect(database.url())
+        .await
+        .unwrap();
+    let server_default: String = sqlx::query_scalar("SHOW jit")
+        .fetch_one(&mut plain)
+        .await
+        .unwrap();
+    assert_eq!(server_default, "on");
+    let settings = courier::config::Settings::with_defaults(courier::config::Database::Url(
+        database.url().to_owned(),
+    ));
+    let connection = courier::database::Connection::open_for_command(&settings)
+        .await
+        .unwrap();
+    let jit: String = sqlx::query_scalar("SHOW jit")
+        .fetch_one(&connection.pool)
+        .await
+        .unwrap();
+    assert_eq!(jit, "off", "statistics and claims are never JIT-compiled");
 }

@@ -209,12 +209,15 @@ impl BenchDatabase {
                 (cluster.url(), "courier".to_owned(), Some(cluster))
             }
         };
+        // Connected as the hosts are (the publisher below connects as an application does).
+        let cannot_connect = || format!("cannot connect to {}", crate::config::redact_url(&url));
+        let options = crate::database::host_connect_options(&url).with_context(cannot_connect)?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(&url)
+            .connect_with(options)
             .await
-            .with_context(|| format!("cannot connect to {}", crate::config::redact_url(&url)))?;
+            .with_context(cannot_connect)?;
         Ok(BenchDatabase {
             url,
             schema,
