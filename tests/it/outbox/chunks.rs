@@ -520,6 +520,29 @@ async fn two_outcomes_for_one_chunk_copy_in_one_sql_call_record_the_first() {
     assert_eq!((report.delivered, report.lease_lost.len()), (1, 0));
 }
 
+/// Records `deliveries` (of q1) as delivered under `token` through SQL in a transaction left
+/// open, as a completer in the middle of its completion; nothing may be lost.
+async fn open_completion(
+    db: &TestDatabase,
+    deliveries: &[ClaimedDelivery],
+    token: Uuid,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut transaction = db.pool().begin().await.unwrap();
+    let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();
+    let lost: Vec<(String, Uuid)> = sqlx::query_as(
+        "SELECT lost_queue, lost_id FROM courier.complete_delivered(\
+         array_fill('q1'::text, ARRAY[cardinality($1::uuid[])]), $1, \
+         array_fill($2::uuid, ARRAY[cardinality($1::uuid[])]))",
+    )
+    .bind(&ids)
+    .bind(token)
+    .fetch_all(&mut *transaction)
+    .await
+    .unwrap();
+    assert!(lost.is_empty(), "{lost:?}");
+    transaction
+}
+
 #[tokio::test]
 async fn two_completions_of_one_claim_at_once_both_count() {
     let db = TestDatabase::new().await;
@@ -531,18 +554,7 @@ async fn two_completions_of_one_claim_at_once_both_count() {
 
     // One completion of the first half holds the claim's leases; the other half's
     // completion waits for it, then must see what it changed.
-    let mut first = db.pool().begin().await.unwrap();
-    let ids: Vec<Uuid> = claimed[..10].iter().map(|d| d.id).collect();
-    let lost: Vec<(String, Uuid)> = sqlx::query_as(
-        "SELECT lost_queue, lost_id FROM courier.complete_delivered(\
-         array_fill('q1'::text, ARRAY[10]), $1, array_fill($2::uuid, ARRAY[10]))",
-    )
-    .bind(&ids)
-    .bind(token)
-    .fetch_all(&mut *first)
-    .await
-    .unwrap();
-    assert!(lost.is_empty());
+    let first = open_completion(&db, &claimed[..10], token).await;
     let second = tokio::spawn({
         let outbox = outbox.clone();
         let completions = all_delivered(&claimed[10..]);
@@ -598,18 +610,7 @@ async fn each_chunk_lease_has_its_own_token_and_its_completions_wait_for_no_othe
 
     // A completion of the first chunk's copies, left open, holds only that chunk's lease:
     // the second chunk's copies and the row complete meanwhile.
-    let mut open = db.pool().begin().await.unwrap();
-    let ids: Vec<Uuid> = first.iter().map(|d| d.id).collect();
-    let lost: Vec<(String, Uuid)> = sqlx::query_as(
-        "SELECT lost_queue, lost_id FROM courier.complete_delivered(\
-         array_fill('q1'::text, ARRAY[100]), $1, array_fill($2::uuid, ARRAY[100]))",
-    )
-    .bind(&ids)
-    .bind(first_token)
-    .fetch_all(&mut *open)
-    .await
-    .unwrap();
-    assert!(lost.is_empty());
+    let open = open_completion(&db, first, first_token).await;
     let mut rest = all_delivered(second);
     rest.extend(all_delivered(std::slice::from_ref(row)));
     let report = tokio::time::timeout(PATIENCE, outbox.complete(&rest))
