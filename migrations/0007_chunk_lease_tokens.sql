@@ -6,18 +6,16 @@
 -- its chunk leases, so two completers finishing different parts of one claim waited for
 -- each other. Now every chunk lease gets a token of its own, returned with each copy
 -- (`o_token`): an outcome names exactly the lease that holds its copy, and a completion
--- reads and locks only the leases it settles. Rows keep the claim's token (`p_token`), as
--- before; `claim` returns it with them.
+-- reads and locks only the leases it settles. Rows keep the claim's token (`p_token`).
 --
--- `claim` gains the column `o_token`, so it is replaced, and `claim_chunks` with it (it no
--- longer takes the claim's token). The completion functions are unchanged: they already
--- find chunk leases by the distinct tokens of their outcomes.
+-- The host claims with `claim_with_tokens` (and `claim_chunks_with_tokens`), which return
+-- the extra column. `claim` and `claim_chunks` of 0006 stay as they were: a host of the
+-- previous version, still running while another applies this migration, claims with them
+-- and completes with its claim's token, which the completion functions (unchanged: they
+-- find chunk leases by the distinct tokens of their outcomes) still accept.
 
-DROP FUNCTION claim(text[], text[], integer, uuid, bigint);
-DROP FUNCTION claim_chunks(text[], text[], integer, uuid, bigint);
-
--- As in 0006, with a token per chunk lease.
-CREATE FUNCTION claim_chunks(
+-- `claim_chunks` (0006) with a token per chunk lease.
+CREATE FUNCTION claim_chunks_with_tokens(
     p_queues   text[],
     p_names    text[],
     p_limit    integer,
@@ -100,10 +98,9 @@ BEGIN
 END
 $$;
 
--- Claims up to p_limit copies, rows (`claim_rows`) and chunk copies (`claim_chunks`), as in
--- 0006. `o_token` is the token of the copy's lease: `p_token` for rows, the chunk lease's
--- own for chunk copies.
-CREATE FUNCTION claim(
+-- `claim` (0006) returning each copy's lease token, `o_token`: `p_token` for rows, the chunk
+-- lease's own for chunk copies (`claim_chunks_with_tokens`).
+CREATE FUNCTION claim_with_tokens(
     p_queues   text[],
     p_names    text[],
     p_limit    integer,
@@ -163,11 +160,12 @@ BEGIN
                      FROM claim_rows(p_queues, p_names, p_limit, p_token, p_lease_ms) AS r;
         GET DIAGNOSTICS v_taken = ROW_COUNT;
         IF v_taken < p_limit THEN
-            RETURN QUERY SELECT * FROM claim_chunks(p_queues, p_names, p_limit - v_taken,
-                                                    p_lease_ms);
+            RETURN QUERY SELECT * FROM claim_chunks_with_tokens(p_queues, p_names,
+                                                                p_limit - v_taken, p_lease_ms);
         END IF;
     ELSE
-        RETURN QUERY SELECT * FROM claim_chunks(p_queues, p_names, p_limit, p_lease_ms);
+        RETURN QUERY SELECT * FROM claim_chunks_with_tokens(p_queues, p_names, p_limit,
+                                                            p_lease_ms);
         GET DIAGNOSTICS v_taken = ROW_COUNT;
         IF v_taken < p_limit THEN
             RETURN QUERY SELECT r.*, p_token

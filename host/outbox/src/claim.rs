@@ -157,8 +157,10 @@ impl Outbox {
         }
 
         let token = Uuid::new_v4();
-        // One statement, one round trip: see `claim` in `migrations/0002_claim_function.sql`
-        // for how it keeps to the ready index and why its commit does not wait for the disk.
+        // One statement, one round trip: `claim_with_tokens` (`migrations/0007`) takes rows
+        // with `claim_rows` (`claim` in `migrations/0002_claim_function.sql`: how it keeps to
+        // the ready index and why its commit does not wait for the disk) and chunk copies,
+        // each returned with the token of its lease.
         let rows: Vec<ClaimRow> = sqlx::query_as(&self.sql().claim)
             .bind(&queues)
             .bind(&names)

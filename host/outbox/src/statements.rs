@@ -122,7 +122,8 @@ impl Statements {
             claim: sql(
                 "SELECT o_id, o_queue, o_name, o_deliver_at, o_attempt, o_lease_until, \
                  o_last_error, o_payload, o_headers, o_published_at, o_token \
-                 FROM {s}.claim($1::text[], $2::text[], $3::integer, $4::uuid, $5::bigint)",
+                 FROM {s}.claim_with_tokens($1::text[], $2::text[], $3::integer, $4::uuid, \
+                 $5::bigint)",
             ),
             complete: sql(
                 "SELECT lost_queue, lost_id FROM {s}.complete_many($1::text[], $2::uuid[], \

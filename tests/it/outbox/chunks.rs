@@ -361,7 +361,7 @@ async fn open_claim(
 ) -> (sqlx::Transaction<'static, sqlx::Postgres>, Vec<Uuid>) {
     let mut transaction = db.pool().begin().await.unwrap();
     let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT o_id FROM courier.claim(ARRAY[$1], ARRAY['job.run'], $2, $3, 60000)",
+        "SELECT o_id FROM courier.claim_with_tokens(ARRAY[$1], ARRAY['job.run'], $2, $3, 60000)",
     )
     .bind(queue)
     .bind(limit)
@@ -552,7 +552,8 @@ async fn two_completions_of_one_claim_at_once_both_count() {
     assert_eq!(claimed.len(), 20);
     let token = claimed[0].key().lease_token;
 
-    // One completion of the first half holds the claim's leases; the other half's
+    // The 20 copies are one chunk lease. One completion of the first half holds it; the
+    // other half's
     // completion waits for it, then must see what it changed.
     let first = open_completion(&db, &claimed[..10], token).await;
     let second = tokio::spawn({
@@ -623,6 +624,37 @@ async fn each_chunk_lease_has_its_own_token_and_its_completions_wait_for_no_othe
     assert_eq!(rows_in(&db, "chunk_leases").await, 0);
     let q1 = stats(&outbox, "q1").await;
     assert_eq!((q1.pending, q1.in_flight, q1.delivered), (0, 0, 151));
+}
+
+#[tokio::test]
+async fn a_host_of_the_previous_version_claims_and_completes_with_its_claims_token() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    outbox.publish(db.pool(), &jobs(0, 150)).await.unwrap();
+    // As hosts did before per-lease tokens, still running while a newer one migrated the
+    // database: `claim`, and every outcome under the claim's token.
+    let token = Uuid::now_v7();
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT o_id FROM courier.claim(ARRAY['q1'], ARRAY['job.run'], 1000, $1, 60000)",
+    )
+    .bind(token)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(ids.len(), 150);
+    let lost: Vec<(String, Uuid)> = sqlx::query_as(
+        "SELECT lost_queue, lost_id FROM courier.complete_delivered(\
+         array_fill('q1'::text, ARRAY[150]), $1, array_fill($2::uuid, ARRAY[150]))",
+    )
+    .bind(&ids)
+    .bind(token)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(lost, Vec::<(String, Uuid)>::new());
+    assert_eq!(rows_in(&db, "chunk_leases").await, 0);
+    let q1 = stats(&outbox, "q1").await;
+    assert_eq!((q1.pending, q1.in_flight, q1.delivered), (0, 0, 150));
 }
 
 #[tokio::test]
