@@ -658,6 +658,42 @@ async fn a_host_of_the_previous_version_claims_and_completes_with_its_claims_tok
 }
 
 #[tokio::test]
+async fn copies_claimed_after_rows_and_over_several_passes_complete_under_their_tokens() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    // A row, then three batches of 20: chunks of 20 copies, so a claim of 51 takes the row,
+    // then the chunks one pass each (a pass takes at most one chunk per 100 copies wanted).
+    outbox
+        .publish(db.pool(), &[message("job.run", -1)])
+        .await
+        .unwrap();
+    for from in [0, 20, 40] {
+        outbox
+            .publish(db.pool(), &jobs(from, from + 20))
+            .await
+            .unwrap();
+    }
+    assert_eq!(rows_in(&db, "chunks").await, 6);
+    let claimed = claim(&outbox, "q1", &["job.run"], 51).await;
+    assert_eq!(numbers(&claimed), (-1..50).collect::<Vec<_>>());
+    let tokens: std::collections::BTreeSet<Uuid> = claimed.iter().map(|d| d.lease.token).collect();
+    assert_eq!(
+        tokens.len(),
+        4,
+        "the row's claim token and one per chunk lease"
+    );
+    assert_eq!(rows_in(&db, "chunk_leases").await, 3);
+
+    let report = outbox.complete(&all_delivered(&claimed)).await.unwrap();
+    assert_eq!((report.delivered, report.lease_lost.len()), (51, 0));
+    assert_eq!(rows_in(&db, "chunk_leases").await, 0);
+    let q1 = stats(&outbox, "q1").await;
+    assert_eq!((q1.pending, q1.in_flight, q1.delivered), (10, 0, 51));
+    let rest = claim(&outbox, "q1", &["job.run"], 100).await;
+    assert_eq!(numbers(&rest), (50..60).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn claims_of_one_name_are_not_held_back_by_another_names_old_chunks() {
     let db = TestDatabase::new().await;
     let outbox = outbox(&db).await;
