@@ -8,18 +8,23 @@
 -- (`o_token`): an outcome names exactly the lease that holds its copy, and a completion
 -- reads and locks only the leases it settles. Rows keep the claim's token (`p_token`).
 --
--- The host claims with `claim_with_tokens` (and `claim_chunks_with_tokens`), which return
--- the extra column. `claim` and `claim_chunks` of 0006 stay as they were: a host of the
--- previous version, still running while another applies this migration, claims with them
--- and completes with its claim's token, which the completion functions (unchanged: they
--- find chunk leases by the distinct tokens of their outcomes) still accept.
+-- The host claims with `claim_with_tokens`, which returns the extra column. `claim` keeps
+-- its signature and its meaning, one token (the claim's) for every copy, for a host of the
+-- previous version still running while another applies this migration: it completes with
+-- its claim's token, which the completion functions (unchanged: they find chunk leases by
+-- the distinct tokens of their outcomes) still accept. Both are the same claim, which
+-- `p_lease_tokens` switches; `claim_chunks` of 0006 is replaced by
+-- `claim_chunks_with_tokens`.
 
--- `claim_chunks` (0006) with a token per chunk lease.
+-- `claim_chunks` (0006), with a token of its own for each chunk lease (`p_lease_tokens`) or
+-- the claim's for all (`p_token`).
 CREATE FUNCTION claim_chunks_with_tokens(
-    p_queues   text[],
-    p_names    text[],
-    p_limit    integer,
-    p_lease_ms bigint
+    p_queues       text[],
+    p_names        text[],
+    p_limit        integer,
+    p_token        uuid,
+    p_lease_ms     bigint,
+    p_lease_tokens boolean
 ) RETURNS TABLE (o_id uuid, o_queue text, o_name text, o_deliver_at timestamptz,
                  o_attempt integer, o_lease_until timestamptz, o_last_error text,
                  o_payload text, o_headers text, o_published_at timestamptz,
@@ -60,7 +65,7 @@ BEGIN
         ),
         taken AS (
             SELECT o.*, least(o.size, v_left - o.before)::integer AS take,
-                   gen_random_uuid() AS token
+                   CASE WHEN p_lease_tokens THEN gen_random_uuid() ELSE p_token END AS token
             FROM (SELECT p.*, sum(p.size) OVER (ORDER BY p.deliver_at, p.id) - p.size AS before
                   FROM picked p) o
             WHERE o.before < v_left
@@ -98,14 +103,15 @@ BEGIN
 END
 $$;
 
--- `claim` (0006) returning each copy's lease token, `o_token`: `p_token` for rows, the chunk
--- lease's own for chunk copies (`claim_chunks_with_tokens`).
+-- `claim` (0006) returning each copy's lease token, `o_token`: `p_token` for rows and, for
+-- chunk copies, the chunk lease's own (or `p_token` too, without `p_lease_tokens`).
 CREATE FUNCTION claim_with_tokens(
-    p_queues   text[],
-    p_names    text[],
-    p_limit    integer,
-    p_token    uuid,
-    p_lease_ms bigint
+    p_queues       text[],
+    p_names        text[],
+    p_limit        integer,
+    p_token        uuid,
+    p_lease_ms     bigint,
+    p_lease_tokens boolean DEFAULT true
 ) RETURNS TABLE (o_id uuid, o_queue text, o_name text, o_deliver_at timestamptz,
                  o_attempt integer, o_lease_until timestamptz, o_last_error text,
                  o_payload text, o_headers text, o_published_at timestamptz,
@@ -160,12 +166,12 @@ BEGIN
                      FROM claim_rows(p_queues, p_names, p_limit, p_token, p_lease_ms) AS r;
         GET DIAGNOSTICS v_taken = ROW_COUNT;
         IF v_taken < p_limit THEN
-            RETURN QUERY SELECT * FROM claim_chunks_with_tokens(p_queues, p_names,
-                                                                p_limit - v_taken, p_lease_ms);
+            RETURN QUERY SELECT * FROM claim_chunks_with_tokens(
+                p_queues, p_names, p_limit - v_taken, p_token, p_lease_ms, p_lease_tokens);
         END IF;
     ELSE
-        RETURN QUERY SELECT * FROM claim_chunks_with_tokens(p_queues, p_names, p_limit,
-                                                            p_lease_ms);
+        RETURN QUERY SELECT * FROM claim_chunks_with_tokens(
+            p_queues, p_names, p_limit, p_token, p_lease_ms, p_lease_tokens);
         GET DIAGNOSTICS v_taken = ROW_COUNT;
         IF v_taken < p_limit THEN
             RETURN QUERY SELECT r.*, p_token
@@ -175,3 +181,23 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The claim of 0006, for hosts of the previous version: one token for all the copies.
+CREATE OR REPLACE FUNCTION claim(
+    p_queues   text[],
+    p_names    text[],
+    p_limit    integer,
+    p_token    uuid,
+    p_lease_ms bigint
+) RETURNS TABLE (o_id uuid, o_queue text, o_name text, o_deliver_at timestamptz,
+                 o_attempt integer, o_lease_until timestamptz, o_last_error text,
+                 o_payload text, o_headers text, o_published_at timestamptz)
+LANGUAGE sql VOLATILE
+SET search_path FROM CURRENT
+AS $$
+    SELECT c.o_id, c.o_queue, c.o_name, c.o_deliver_at, c.o_attempt, c.o_lease_until,
+           c.o_last_error, c.o_payload, c.o_headers, c.o_published_at
+    FROM claim_with_tokens(p_queues, p_names, p_limit, p_token, p_lease_ms, false) AS c
+$$;
+
+DROP FUNCTION claim_chunks(text[], text[], integer, uuid, bigint);

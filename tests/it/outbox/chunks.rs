@@ -39,6 +39,14 @@ fn all_delivered(deliveries: &[ClaimedDelivery]) -> Vec<CompletedDelivery> {
         .collect()
 }
 
+/// Message `job.run` number `n`, published on its own: a row per copy, not a chunk.
+async fn publish_alone(db: &TestDatabase, outbox: &Outbox, n: i64) {
+    outbox
+        .publish(db.pool(), &[message("job.run", n)])
+        .await
+        .unwrap();
+}
+
 async fn rows_in(db: &TestDatabase, table: &str) -> i64 {
     count(db, &format!("SELECT count(*) FROM courier.{table}")).await
 }
@@ -443,23 +451,14 @@ async fn the_kind_with_the_older_copy_is_claimed_first() {
     let db = TestDatabase::new().await;
     let outbox = two_queues(&db).await;
     // A row first, then a chunk: the row comes first.
-    outbox
-        .publish(db.pool(), &[message("job.run", -1)])
-        .await
-        .unwrap();
+    publish_alone(&db, &outbox, -1).await;
     outbox.publish(db.pool(), &jobs(0, 20)).await.unwrap();
     assert_eq!(numbers(&claim(&outbox, "q1", &["job.run"], 1).await), [-1]);
     // The chunk's copies are now older than a row published later: they come first, even
     // though rows keep arriving.
-    outbox
-        .publish(db.pool(), &[message("job.run", 100)])
-        .await
-        .unwrap();
+    publish_alone(&db, &outbox, 100).await;
     assert_eq!(numbers(&claim(&outbox, "q1", &["job.run"], 1).await), [0]);
-    outbox
-        .publish(db.pool(), &[message("job.run", 101)])
-        .await
-        .unwrap();
+    publish_alone(&db, &outbox, 101).await;
     assert_eq!(
         numbers(&claim(&outbox, "q1", &["job.run"], 2).await),
         [1, 2]
@@ -593,10 +592,7 @@ async fn each_chunk_lease_has_its_own_token_and_its_completions_wait_for_no_othe
     let outbox = two_queues(&db).await;
     outbox.publish(db.pool(), &jobs(0, 150)).await.unwrap();
     // Two chunks (100 and 50 copies) of q1, and a row, in one claim.
-    outbox
-        .publish(db.pool(), &[message("job.run", 150)])
-        .await
-        .unwrap();
+    publish_alone(&db, &outbox, 150).await;
     let claimed = claim(&outbox, "q1", &["job.run"], 1000).await;
     assert_eq!(numbers(&claimed), (0..=150).collect::<Vec<_>>());
     let (first, second, row) = (&claimed[..100], &claimed[100..150], &claimed[150]);
@@ -663,10 +659,7 @@ async fn copies_claimed_after_rows_and_over_several_passes_complete_under_their_
     let outbox = two_queues(&db).await;
     // A row, then three batches of 20: chunks of 20 copies, so a claim of 51 takes the row,
     // then the chunks one pass each (a pass takes at most one chunk per 100 copies wanted).
-    outbox
-        .publish(db.pool(), &[message("job.run", -1)])
-        .await
-        .unwrap();
+    publish_alone(&db, &outbox, -1).await;
     for from in [0, 20, 40] {
         outbox
             .publish(db.pool(), &jobs(from, from + 20))
@@ -703,10 +696,7 @@ async fn claims_of_one_name_are_not_held_back_by_another_names_old_chunks() {
     // Old chunks of a name nobody claims here, then a row and chunks of the claimed name.
     let skipped: Vec<NewMessage> = (0..20).map(|n| message("job.skip", n)).collect();
     outbox.publish(db.pool(), &skipped).await.unwrap();
-    outbox
-        .publish(db.pool(), &[message("job.run", -1)])
-        .await
-        .unwrap();
+    publish_alone(&db, &outbox, -1).await;
     outbox.publish(db.pool(), &jobs(0, 20)).await.unwrap();
     // The row of job.run is older than its chunks: it comes first.
     assert_eq!(numbers(&claim(&outbox, "q1", &["job.run"], 1).await), [-1]);
