@@ -81,6 +81,13 @@ const COMPONENTS: &[Foreign] = &[
         world: "handler-plugin",
     },
     Foreign {
+        name: "promises_js",
+        language: Language::JavaScript,
+        source: "tests/guests-js/promises/index.js",
+        extra_wit: None,
+        world: "handler-plugin",
+    },
+    Foreign {
         name: "sandbox_js",
         language: Language::JavaScript,
         source: "tests/guests-js/sandbox/index.js",

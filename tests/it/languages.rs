@@ -9,7 +9,7 @@ use std::net::TcpListener;
 
 use courier_harness::{Harness, LogLevel, LogLine, LogSource, Outcome, Report, TestMessage};
 use courier_tests::components::{
-    NOOP, NOOP_JS, NOOP_PY, SANDBOX_JS, SANDBOX_PY, WELCOME_EMAIL, WELCOME_EMAIL_C,
+    NOOP, NOOP_JS, NOOP_PY, PROMISES_JS, SANDBOX_JS, SANDBOX_PY, WELCOME_EMAIL, WELCOME_EMAIL_C,
     WELCOME_EMAIL_JS, WELCOME_EMAIL_PY,
 };
 use serde_json::{Value, json};
@@ -295,6 +295,63 @@ fn the_noop_handlers_answer_ok_to_anything_in_every_language() {
                 report.published
             );
         }
+    }
+}
+
+/// A JavaScript `handle` may answer with an outcome or with a promise of one (an `async
+/// handle`): the host takes either, waits for the promise (host calls made after an `await`
+/// still belong to the delivery), and counts an exception or a rejected promise as a crash.
+#[test]
+fn javascript_handlers_answer_with_a_value_or_a_promise() {
+    let harness = load(PROMISES_JS, None);
+    let retry = Outcome::Retry {
+        reason: "asked to retry".to_string(),
+        delay: Some(std::time::Duration::from_millis(1500)),
+    };
+    let fatal = Outcome::Fatal {
+        reason: "asked to fail".to_string(),
+    };
+    for is_async in [false, true] {
+        let ask = |answer: &str| {
+            harness.deliver(TestMessage::new(
+                "promise.ask",
+                json!({ "answer": answer, "async": is_async }),
+            ))
+        };
+        let follow_ups: &[&str] = if is_async { &["promise.settled"] } else { &[] };
+        for (answer, outcome) in [("ok", &Outcome::Ok), ("retry", &retry), ("fatal", &fatal)] {
+            let report = ask(answer);
+            assert_eq!(
+                report.outcome.as_ref(),
+                Ok(outcome),
+                "{answer}, async {is_async}: {:?}",
+                report.logs
+            );
+            assert_eq!(
+                report.published_names(),
+                follow_ups,
+                "{answer}, async {is_async}"
+            );
+        }
+        let report = ask("throw");
+        let crash = match &report.outcome {
+            Err(error) => error.crash().expect("a crash").to_string(),
+            Ok(outcome) => panic!("throw, async {is_async}: answered {outcome:?}"),
+        };
+        assert!(
+            report
+                .log_messages()
+                .iter()
+                .any(|line| line.contains("asked to throw (throw)")),
+            "throw, async {is_async}: {crash}; {:?}",
+            report.logs
+        );
+        // The instance that crashed is replaced: the next delivery is answered.
+        assert_eq!(
+            ask("ok").outcome,
+            Ok(Outcome::Ok),
+            "after a throw, async {is_async}"
+        );
     }
 }
 

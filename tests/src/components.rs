@@ -115,6 +115,13 @@ pub const SANDBOX_PY: &str = foreign_component!("sandbox_py.wasm");
 /// `wasi:cli/environment`, `wasi:sockets/tcp`).
 pub const SANDBOX_JS: &str = foreign_component!("sandbox_js.wasm");
 
+/// `tests/guests-js/promises`: handler, named `promises-js`; queue `promises-js` ←
+/// `promise.ask`. Answers as the payload asks, `{"answer": "ok" | "retry" | "fatal" |
+/// "throw", "async": bool}`: `retry` with `asked to retry` and a delay of 1,500 ms, `fatal`
+/// with `asked to fail`, `throw` by throwing. With `async` it answers through a promise that
+/// settles two job-queue turns later, after publishing `promise.settled` (`{}`).
+pub const PROMISES_JS: &str = foreign_component!("promises_js.wasm");
+
 /// Every component above, by the name of its crate.
 pub fn all() -> &'static [(&'static str, &'static str)] {
     &[
@@ -138,6 +145,7 @@ pub fn all() -> &'static [(&'static str, &'static str)] {
         ("noop-js", NOOP_JS),
         ("sandbox-py", SANDBOX_PY),
         ("sandbox-js", SANDBOX_JS),
+        ("promises-js", PROMISES_JS),
     ]
 }
 

@@ -1,0 +1,47 @@
+// A test guest whose `handle` answers with a value or with a promise of one, as the payload
+// asks: `{"answer": "ok" | "retry" | "fatal" | "throw", "async": true | false}`.
+//
+// Asked for `async`, it answers through an async function that waits two turns of the job
+// queue and publishes a follow-up event, `promise.settled`, before answering: the host must
+// wait for the promise, and host calls made after an `await` must still belong to the
+// delivery.
+import { publish } from 'courier:plugin/host@0.1.0';
+
+function answer(what) {
+  switch (what) {
+    case 'ok':
+      return { tag: 'ok' };
+    case 'retry':
+      return { tag: 'retry', val: { reason: 'asked to retry', delayMs: 1500n } };
+    case 'fatal':
+      return { tag: 'fatal', val: 'asked to fail' };
+    default:
+      throw new Error(`asked to throw (${what})`);
+  }
+}
+
+async function later(what) {
+  await null;
+  await Promise.resolve();
+  publish('promise.settled', new TextEncoder().encode('{}'), {
+    id: undefined,
+    deliverAt: undefined,
+    headers: [],
+  });
+  return answer(what);
+}
+
+export const handler = {
+  describe() {
+    return {
+      name: 'promises-js',
+      version: '0.1.0',
+      subscriptions: [{ queue: 'promises-js', topic: 'promise', events: ['ask'] }],
+    };
+  },
+
+  handle(delivery) {
+    const ask = JSON.parse(new TextDecoder().decode(delivery.message.payload));
+    return ask.async ? later(ask.answer) : answer(ask.answer);
+  },
+};
