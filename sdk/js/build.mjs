@@ -61,10 +61,15 @@ async function main(args) {
 // (one module instance, shared with componentize-js) so that `rewrite` edits that code before
 // it is snapshotted into the component. Returns a record of how many bindings it rewrote.
 async function rewriteBindingsWith(rewrite) {
-  const splicerUrl = new URL(
-    'node_modules/@bytecodealliance/componentize-js/lib/spidermonkey-embedding-splicer.js',
-    import.meta.url,
-  );
+  // Where `import()` found componentize-js (Node 20.6 and later say so; before that the
+  // package is where `npm ci` put it, next to this file).
+  const componentizeUrl = import.meta.resolve
+    ? import.meta.resolve('@bytecodealliance/componentize-js')
+    : new URL(
+        'node_modules/@bytecodealliance/componentize-js/src/componentize.js',
+        import.meta.url,
+      );
+  const splicerUrl = new URL('../lib/spidermonkey-embedding-splicer.js', componentizeUrl);
   const { splicer } = await import(splicerUrl);
   const record = { rewritten: 0 };
   const splice = splicer.spliceBindings;
@@ -79,10 +84,11 @@ async function rewriteBindingsWith(rewrite) {
 
 // Every export componentize-js generates is an async function that awaits what the module
 // returned, even a plain object: a promise job and a resumption per call (a reused-instance
-// call of the no-op handler took 22 µs with it, 18 µs without). The contract's functions are synchronous, so a
-// handler answers with a value unless it returns a promise (`async handle`): the bindings
-// await only a thenable, and lower any other answer at once. An exception thrown by the
-// handler and a rejected promise still reject the export's promise, as before.
+// call of the no-op handler took 22 µs with it, 18 µs without). The contract's functions are
+// synchronous, so a handler answers with a value unless it returns a promise (`async
+// handle`): the bindings await only a thenable, and lower any other answer at once, before
+// the jobs the handler queued run (they still run within the call). An exception thrown by
+// the handler and a rejected promise still reject the export's promise, as before.
 function awaitOnlyPromises(bindings, exports) {
   let calls = 0;
   const rewritten = bindings.replace(

@@ -301,6 +301,8 @@ fn the_noop_handlers_answer_ok_to_anything_in_every_language() {
 /// A JavaScript `handle` may answer with an outcome or with a promise of one (an `async
 /// handle`): the host takes either, waits for the promise (host calls made after an `await`
 /// still belong to the delivery), and counts an exception or a rejected promise as a crash.
+/// An outcome is taken as `handle` returned it: a promise job it queued that changes the
+/// returned object comes too late (the SDK's build lowers a plain answer at once).
 #[test]
 fn javascript_handlers_answer_with_a_value_or_a_promise() {
     let harness = load(PROMISES_JS, None);
@@ -310,6 +312,9 @@ fn javascript_handlers_answer_with_a_value_or_a_promise() {
     };
     let fatal = Outcome::Fatal {
         reason: "asked to fail".to_string(),
+    };
+    let changed = Outcome::Fatal {
+        reason: "changed after returning".to_string(),
     };
     for is_async in [false, true] {
         let ask = |answer: &str| {
@@ -333,6 +338,14 @@ fn javascript_handlers_answer_with_a_value_or_a_promise() {
                 "{answer}, async {is_async}"
             );
         }
+        // A plain answer is taken as returned; an async one once its promise settles, after
+        // the jobs queued before it.
+        let expected = if is_async { &changed } else { &Outcome::Ok };
+        assert_eq!(
+            ask("ok-then-fatal").outcome.as_ref(),
+            Ok(expected),
+            "ok-then-fatal, async {is_async}"
+        );
         let report = ask("throw");
         let crash = match &report.outcome {
             Err(error) => error.crash().expect("a crash").to_string(),

@@ -117,9 +117,11 @@ pub const SANDBOX_JS: &str = foreign_component!("sandbox_js.wasm");
 
 /// `tests/guests-js/promises`: handler, named `promises-js`; queue `promises-js` ←
 /// `promise.ask`. Answers as the payload asks, `{"answer": "ok" | "retry" | "fatal" |
-/// "throw", "async": bool}`: `retry` with `asked to retry` and a delay of 1,500 ms, `fatal`
-/// with `asked to fail`, `throw` by throwing. With `async` it answers through a promise that
-/// settles two job-queue turns later, after publishing `promise.settled` (`{}`).
+/// "throw" | "ok-then-fatal", "async": bool}`: `retry` with `asked to retry` and a delay of
+/// 1,500 ms, `fatal` with `asked to fail`, `throw` by throwing, `ok-then-fatal` with ok and a
+/// promise job that then turns the returned object into `fatal` (`changed after returning`).
+/// With `async` it answers through a promise that settles two job-queue turns later, after
+/// publishing `promise.settled` (`{}`).
 pub const PROMISES_JS: &str = foreign_component!("promises_js.wasm");
 
 /// Every component above, by the name of its crate.

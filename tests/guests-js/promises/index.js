@@ -1,5 +1,7 @@
 // A test guest whose `handle` answers with a value or with a promise of one, as the payload
-// asks: `{"answer": "ok" | "retry" | "fatal" | "throw", "async": true | false}`.
+// asks: `{"answer": "ok" | "retry" | "fatal" | "throw" | "ok-then-fatal", "async": true |
+// false}`. `ok-then-fatal` answers ok and queues a promise job that turns that same answer
+// into `fatal` ("changed after returning"): the host takes the answer as it was returned.
 //
 // Asked for `async`, it answers through an async function that waits two turns of the job
 // queue and publishes a follow-up event, `promise.settled`, before answering: the host must
@@ -15,6 +17,14 @@ function answer(what) {
       return { tag: 'retry', val: { reason: 'asked to retry', delayMs: 1500n } };
     case 'fatal':
       return { tag: 'fatal', val: 'asked to fail' };
+    case 'ok-then-fatal': {
+      const outcome = { tag: 'ok' };
+      Promise.resolve().then(() => {
+        outcome.tag = 'fatal';
+        outcome.val = 'changed after returning';
+      });
+      return outcome;
+    }
     default:
       throw new Error(`asked to throw (${what})`);
   }
