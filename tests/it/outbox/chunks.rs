@@ -519,8 +519,27 @@ async fn two_outcomes_for_one_chunk_copy_in_one_sql_call_record_the_first() {
     assert_eq!((report.delivered, report.lease_lost.len()), (1, 0));
 }
 
-/// Records `deliveries` (of q1) as delivered under `token` through SQL in a transaction left
-/// open, as a completer in the middle of its completion; nothing may be lost.
+/// Records the copies `ids` of q1 as delivered under `token` with the SQL completion
+/// function, as a completer does; returns the outcomes refused as lost.
+async fn complete_delivered_in_sql<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    ids: &[Uuid],
+    token: Uuid,
+) -> Vec<(String, Uuid)> {
+    sqlx::query_as(
+        "SELECT lost_queue, lost_id FROM courier.complete_delivered(\
+         array_fill('q1'::text, ARRAY[cardinality($1::uuid[])]), $1, \
+         array_fill($2::uuid, ARRAY[cardinality($1::uuid[])]))",
+    )
+    .bind(ids)
+    .bind(token)
+    .fetch_all(executor)
+    .await
+    .unwrap()
+}
+
+/// Records `deliveries` (of q1) as delivered under `token` in a transaction left open, as a
+/// completer in the middle of its completion; nothing may be lost.
 async fn open_completion(
     db: &TestDatabase,
     deliveries: &[ClaimedDelivery],
@@ -528,18 +547,14 @@ async fn open_completion(
 ) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut transaction = db.pool().begin().await.unwrap();
     let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();
-    let lost: Vec<(String, Uuid)> = sqlx::query_as(
-        "SELECT lost_queue, lost_id FROM courier.complete_delivered(\
-         array_fill('q1'::text, ARRAY[cardinality($1::uuid[])]), $1, \
-         array_fill($2::uuid, ARRAY[cardinality($1::uuid[])]))",
-    )
-    .bind(&ids)
-    .bind(token)
-    .fetch_all(&mut *transaction)
-    .await
-    .unwrap();
+    let lost = complete_delivered_in_sql(&mut *transaction, &ids, token).await;
     assert!(lost.is_empty(), "{lost:?}");
     transaction
+}
+
+/// The distinct lease tokens `deliveries` are held under.
+fn lease_tokens(deliveries: &[ClaimedDelivery]) -> std::collections::BTreeSet<Uuid> {
+    deliveries.iter().map(|d| d.lease.token).collect()
 }
 
 #[tokio::test]
@@ -552,8 +567,7 @@ async fn two_completions_of_one_claim_at_once_both_count() {
     let token = claimed[0].key().lease_token;
 
     // The 20 copies are one chunk lease. One completion of the first half holds it; the
-    // other half's
-    // completion waits for it, then must see what it changed.
+    // other half's completion waits for it, then must see what it changed.
     let first = open_completion(&db, &claimed[..10], token).await;
     let second = tokio::spawn({
         let outbox = outbox.clone();
@@ -597,7 +611,7 @@ async fn each_chunk_lease_has_its_own_token_and_its_completions_wait_for_no_othe
     assert_eq!(numbers(&claimed), (0..=150).collect::<Vec<_>>());
     let (first, second, row) = (&claimed[..100], &claimed[100..150], &claimed[150]);
     let token_of = |part: &[ClaimedDelivery]| {
-        let tokens: std::collections::BTreeSet<Uuid> = part.iter().map(|d| d.lease.token).collect();
+        let tokens = lease_tokens(part);
         assert_eq!(tokens.len(), 1, "one token per chunk lease");
         tokens.into_iter().next().unwrap()
     };
@@ -638,15 +652,7 @@ async fn a_host_of_the_previous_version_claims_and_completes_with_its_claims_tok
     .await
     .unwrap();
     assert_eq!(ids.len(), 150);
-    let lost: Vec<(String, Uuid)> = sqlx::query_as(
-        "SELECT lost_queue, lost_id FROM courier.complete_delivered(\
-         array_fill('q1'::text, ARRAY[150]), $1, array_fill($2::uuid, ARRAY[150]))",
-    )
-    .bind(&ids)
-    .bind(token)
-    .fetch_all(db.pool())
-    .await
-    .unwrap();
+    let lost = complete_delivered_in_sql(db.pool(), &ids, token).await;
     assert_eq!(lost, Vec::<(String, Uuid)>::new());
     assert_eq!(rows_in(&db, "chunk_leases").await, 0);
     let q1 = stats(&outbox, "q1").await;
@@ -669,9 +675,8 @@ async fn copies_claimed_after_rows_and_over_several_passes_complete_under_their_
     assert_eq!(rows_in(&db, "chunks").await, 6);
     let claimed = claim(&outbox, "q1", &["job.run"], 51).await;
     assert_eq!(numbers(&claimed), (-1..50).collect::<Vec<_>>());
-    let tokens: std::collections::BTreeSet<Uuid> = claimed.iter().map(|d| d.lease.token).collect();
     assert_eq!(
-        tokens.len(),
+        lease_tokens(&claimed).len(),
         4,
         "the row's claim token and one per chunk lease"
     );
