@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use uuid::Uuid;
-
 use crate::model::{Delivery, Outcome, PluginInfo, Subscription, topic_of};
 
 /// The `handler-plugin` world. Owns the generated `types` and `host` interfaces.
@@ -14,6 +12,7 @@ pub(crate) mod handler_world {
         path: "../../wit",
         world: "courier:plugin/handler-plugin",
         exports: { default: async },
+        ownership: Borrowing { duplicate_if_necessary: true },
         with: {
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
@@ -28,6 +27,7 @@ pub(crate) mod destination_world {
         path: "../../wit",
         world: "courier:plugin/destination-plugin",
         exports: { default: async },
+        ownership: Borrowing { duplicate_if_necessary: true },
         with: {
             "courier:plugin/types": super::handler_world::courier::plugin::types,
             "courier:plugin/host": super::handler_world::courier::plugin::host,
@@ -49,25 +49,39 @@ pub(crate) const DESTINATION_EXPORT: &str = "courier:plugin/destination@0.1.0";
 /// The contract version this host implements.
 pub(crate) const CONTRACT_VERSION: &str = "0.1.0";
 
-pub(crate) fn delivery_to_wit(delivery: &Delivery) -> wit::Delivery {
+/// The text form of a message id, written into a stack buffer rather than a `String`.
+pub(crate) type IdText = [u8; uuid::fmt::Hyphenated::LENGTH];
+/// An empty [`IdText`] to write an id into.
+pub(crate) const NO_ID: IdText = [0; uuid::fmt::Hyphenated::LENGTH];
+
+/// The headers of a message as `wit::Delivery` borrows them.
+pub(crate) fn headers_to_wit(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
+/// Borrows `delivery` as the `handle` and `deliver` exports take it: its strings and payload
+/// are copied once, straight into the guest's memory. `id` holds the id's text and `headers`
+/// the [`headers_to_wit`] of its message while the delivery is lowered.
+pub(crate) fn delivery_to_wit<'a>(
+    delivery: &'a Delivery,
+    id: &'a mut IdText,
+    headers: &'a [(&'a str, &'a str)],
+) -> wit::Delivery<'a> {
     let message = &delivery.message;
     wit::Delivery {
         message: wit::Message {
-            // Straight into the buffer, without the formatting machinery of `to_string`.
-            id: String::from(
-                &*message
-                    .id
-                    .hyphenated()
-                    .encode_lower(&mut Uuid::encode_buffer()),
-            ),
-            name: message.name.clone(),
-            topic: topic_of(&message.name).to_string(),
-            payload: message.payload.clone(),
+            id: message.id.hyphenated().encode_lower(id),
+            name: &message.name,
+            topic: topic_of(&message.name),
+            payload: &message.payload,
             published_at: message.published_at_ms,
             deliver_at: message.deliver_at_ms,
-            headers: message.headers.clone(),
+            headers,
         },
-        queue: delivery.queue.clone(),
+        queue: &delivery.queue,
         attempt: delivery.attempt,
     }
 }

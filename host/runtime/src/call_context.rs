@@ -1,5 +1,6 @@
-//! The state of one call into a plugin: its log tags and the buffers that collect its log lines,
-//! follow-up events and outbound HTTP requests until the call's report is built.
+//! The state of the call in progress on one plugin instance: its log tags and the buffers that
+//! collect its log lines, follow-up events and outbound HTTP requests until the call's report is
+//! built.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -14,11 +15,20 @@ const MAX_LINE_BYTES: usize = 64 * 1024;
 /// At most this many lines are captured per call; later ones are counted and dropped.
 const MAX_CAPTURED_LINES: usize = 10_000;
 
+/// The call context of one instance, reused by every call the instance serves: between two
+/// calls ([`Self::begin`] .. [`Self::finish`]) its lines go to `tracing` untagged.
 pub(crate) struct CallContext {
     plugin: Arc<str>,
+    state: Mutex<CallState>,
+}
+
+struct CallState {
+    /// Counts the calls begun, so that work a call left running (an HTTP request still in
+    /// flight) cannot write into a later call's report.
+    call: u64,
     tags: CallTags,
     mode: LogMode,
-    buffers: Mutex<CallBuffers>,
+    buffers: CallBuffers,
 }
 
 #[derive(Default)]
@@ -31,14 +41,34 @@ pub(crate) struct CallBuffers {
     stderr: Vec<u8>,
 }
 
+/// Which call of a [`CallContext`] some work belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallId(u64);
+
 impl CallContext {
-    pub fn new(plugin: Arc<str>, tags: CallTags, mode: LogMode) -> CallContext {
+    pub fn new(plugin: Arc<str>) -> CallContext {
         CallContext {
             plugin,
-            tags,
-            mode,
-            buffers: Mutex::new(CallBuffers::default()),
+            state: Mutex::new(CallState {
+                call: 0,
+                tags: CallTags::default(),
+                mode: LogMode::Tracing,
+                buffers: CallBuffers::default(),
+            }),
         }
+    }
+
+    /// Starts a call: its lines carry `tags` and go where `mode` says until [`Self::finish`].
+    pub fn begin(&self, tags: CallTags, mode: LogMode) {
+        let mut state = self.lock();
+        state.call += 1;
+        state.tags = tags;
+        state.mode = mode;
+    }
+
+    /// The call in progress.
+    pub fn current(&self) -> CallId {
+        CallId(self.lock().call)
     }
 
     pub fn log(&self, level: LogLevel, source: LogSource, message: String) {
@@ -47,15 +77,30 @@ impl CallContext {
             source,
             message,
         };
-        self.emit(line, None);
+        self.emit(&mut self.lock(), line);
     }
 
-    /// Sends a line to `tracing` or keeps it, in `buffers` when the caller holds them.
-    fn emit(&self, line: LogLine, buffers: Option<&mut CallBuffers>) {
-        match (self.mode, buffers) {
-            (LogMode::Tracing, _) => emit_tracing(&self.plugin, &self.tags, &line),
-            (LogMode::Capture, Some(buffers)) => push_line(buffers, line),
-            (LogMode::Capture, None) => push_line(&mut self.lock(), line),
+    /// Logs a line for call `call`; once that call has finished, the line goes to `tracing`
+    /// untagged.
+    pub fn log_for(&self, call: CallId, level: LogLevel, source: LogSource, message: String) {
+        let line = LogLine {
+            level,
+            source,
+            message,
+        };
+        let mut state = self.lock();
+        if state.call == call.0 {
+            self.emit(&mut state, line);
+        } else {
+            emit_tracing(&self.plugin, &CallTags::default(), &line);
+        }
+    }
+
+    /// Sends a line to `tracing` or keeps it, as the call in progress wants.
+    fn emit(&self, state: &mut CallState, line: LogLine) {
+        match state.mode {
+            LogMode::Tracing => emit_tracing(&self.plugin, &state.tags, &line),
+            LogMode::Capture => push_line(&mut state.buffers, line),
         }
     }
 
@@ -63,7 +108,7 @@ impl CallContext {
     pub fn write_output(&self, source: LogSource, bytes: &[u8]) {
         let mut lines = Vec::new();
         {
-            let mut buffers = self.lock();
+            let buffers = &mut self.lock().buffers;
             let pending = match source {
                 LogSource::Stderr => &mut buffers.stderr,
                 _ => &mut buffers.stdout,
@@ -85,35 +130,44 @@ impl CallContext {
     }
 
     pub fn publish(&self, follow_up: FollowUp) -> Result<(), String> {
-        let mut buffers = self.lock();
-        if buffers.published.len() >= MAX_FOLLOW_UPS {
+        let published = &mut self.lock().buffers.published;
+        if published.len() >= MAX_FOLLOW_UPS {
             return Err(format!(
                 "too many follow-up events: at most {MAX_FOLLOW_UPS} per delivery"
             ));
         }
-        buffers.published.push(follow_up);
+        published.push(follow_up);
         Ok(())
     }
 
-    /// Records an outbound request; returns its index for [`Self::set_http_result`].
-    pub fn record_http(&self, record: HttpRequestRecord) -> usize {
-        let mut buffers = self.lock();
-        buffers.http_requests.push(record);
-        buffers.http_requests.len() - 1
+    /// Records an outbound request of call `call`; returns its index for
+    /// [`Self::set_http_result`] (`None` once that call has finished).
+    pub fn record_http(&self, call: CallId, record: HttpRequestRecord) -> Option<usize> {
+        let mut state = self.lock();
+        if state.call != call.0 {
+            return None;
+        }
+        let requests = &mut state.buffers.http_requests;
+        requests.push(record);
+        Some(requests.len() - 1)
     }
 
-    pub fn set_http_result(&self, index: usize, result: HttpRequestResult) {
-        if let Some(record) = self.lock().http_requests.get_mut(index) {
+    pub fn set_http_result(&self, call: CallId, index: usize, result: HttpRequestResult) {
+        let mut state = self.lock();
+        if state.call == call.0
+            && let Some(record) = state.buffers.http_requests.get_mut(index)
+        {
             record.result = result;
         }
     }
 
-    /// Logs unterminated output lines and hands over everything collected.
+    /// Ends the call in progress: logs its unterminated output lines and hands over
+    /// everything it collected.
     pub fn finish(&self) -> CallBuffers {
-        let mut buffers = std::mem::take(&mut *self.lock());
+        let mut state = self.lock();
         let rests = [
-            (LogSource::Stdout, std::mem::take(&mut buffers.stdout)),
-            (LogSource::Stderr, std::mem::take(&mut buffers.stderr)),
+            (LogSource::Stdout, std::mem::take(&mut state.buffers.stdout)),
+            (LogSource::Stderr, std::mem::take(&mut state.buffers.stderr)),
         ];
         for (source, rest) in rests {
             if !rest.trim_ascii().is_empty() {
@@ -122,9 +176,10 @@ impl CallContext {
                     source,
                     message: line_text(&rest),
                 };
-                self.emit(line, Some(&mut buffers));
+                self.emit(&mut state, line);
             }
         }
+        let mut buffers = std::mem::take(&mut state.buffers);
         if buffers.dropped_lines > 0 {
             buffers.logs.push(LogLine {
                 level: LogLevel::Warn,
@@ -135,13 +190,16 @@ impl CallContext {
                 ),
             });
         }
+        state.call += 1;
+        state.tags = CallTags::default();
+        state.mode = LogMode::Tracing;
         buffers
     }
 
-    fn lock(&self) -> MutexGuard<'_, CallBuffers> {
+    fn lock(&self) -> MutexGuard<'_, CallState> {
         // A poisoned lock only means another thread panicked while pushing a line: the buffers
         // are still consistent.
-        self.buffers
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -165,4 +223,55 @@ fn output_level(source: LogSource) -> LogLevel {
 fn line_text(bytes: &[u8]) -> String {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(url: &str) -> HttpRequestRecord {
+        HttpRequestRecord {
+            method: "GET".to_string(),
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            result: HttpRequestResult::Unfinished,
+        }
+    }
+
+    #[test]
+    fn work_left_running_by_a_call_stays_out_of_the_next_calls_report() {
+        let context = CallContext::new(Arc::from("plugin"));
+        context.begin(CallTags::default(), LogMode::Capture);
+        let first = context.current();
+        let index = context.record_http(first, request("http://first/"));
+        assert_eq!(index, Some(0));
+        context.log(LogLevel::Info, LogSource::Plugin, "one".to_string());
+        let report = context.finish();
+        assert_eq!(report.http_requests.len(), 1);
+        assert_eq!(report.logs.len(), 1);
+
+        context.begin(CallTags::default(), LogMode::Capture);
+        let second = context.current();
+        assert_ne!(first, second);
+        // The first call's request answers, logs and makes another record after its call ended.
+        context.set_http_result(first, 0, HttpRequestResult::NoStub);
+        context.log_for(first, LogLevel::Warn, LogSource::Host, "late".to_string());
+        assert_eq!(context.record_http(first, request("http://late/")), None);
+        context.record_http(second, request("http://second/"));
+        context.log_for(second, LogLevel::Info, LogSource::Host, "two".to_string());
+        let report = context.finish();
+        assert_eq!(report.http_requests.len(), 1);
+        assert_eq!(report.http_requests[0].url, "http://second/");
+        assert_eq!(
+            report.http_requests[0].result,
+            HttpRequestResult::Unfinished
+        );
+        let messages: Vec<_> = report
+            .logs
+            .iter()
+            .map(|line| line.message.as_str())
+            .collect();
+        assert_eq!(messages, ["two"]);
+    }
 }

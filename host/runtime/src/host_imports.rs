@@ -18,7 +18,7 @@ impl host::Host for InstanceState {
             host::Level::Warn => LogLevel::Warn,
             host::Level::Error => LogLevel::Error,
         };
-        self.call().log(level, LogSource::Plugin, message);
+        self.call.log(level, LogSource::Plugin, message);
     }
 
     fn config(&mut self, key: String) -> Option<String> {
@@ -33,7 +33,7 @@ impl host::Host for InstanceState {
     ) -> Result<String, String> {
         let follow_up = validate_follow_up(name, payload, options)?;
         let id = follow_up.id.hyphenated().to_string();
-        self.call().publish(follow_up)?;
+        self.call.publish(follow_up)?;
         Ok(id)
     }
 }

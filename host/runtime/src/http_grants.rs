@@ -179,7 +179,8 @@ pub(crate) struct HttpPolicy {
 /// The `wasi:http` hooks of one instance.
 pub(crate) struct HttpHooks {
     pub policy: Arc<HttpPolicy>,
-    pub call: Option<Arc<CallContext>>,
+    /// The instance's call context; a request belongs to the call that made it.
+    pub call: Arc<CallContext>,
 }
 
 type SendResult = wasmtime_wasi_http::Result<(
@@ -196,6 +197,7 @@ impl WasiHttpHooks for HttpHooks {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let policy = self.policy.clone();
         let call = self.call.clone();
+        let call_id = call.current();
         let method = request.method().to_string();
         let url = request.uri().to_string();
         let headers = request
@@ -211,40 +213,43 @@ impl WasiHttpHooks for HttpHooks {
 
         if !policy.grants.allows(request.uri()) {
             let host = request.uri().host().unwrap_or("").to_string();
-            if let Some(call) = &call {
-                call.record_http(HttpRequestRecord {
+            call.record_http(
+                call_id,
+                HttpRequestRecord {
                     method: method.clone(),
                     url: url.clone(),
                     headers,
                     body: Vec::new(),
                     result: HttpRequestResult::Denied,
-                });
-                call.log(
-                    LogLevel::Warn,
-                    LogSource::Host,
-                    format!(
-                        "outbound HTTP request {method} {url} denied: host {host:?} is not granted; add it to the plugin's grants"
-                    ),
-                );
-            }
+                },
+            );
+            call.log_for(
+                call_id,
+                LogLevel::Warn,
+                LogSource::Host,
+                format!(
+                    "outbound HTTP request {method} {url} denied: host {host:?} is not granted; add it to the plugin's grants"
+                ),
+            );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
 
         Box::new(async move {
             let (parts, body) = request.into_parts();
             let body = body.collect().await?.to_bytes();
-            let index = call.as_ref().map(|call| {
-                call.record_http(HttpRequestRecord {
+            let index = call.record_http(
+                call_id,
+                HttpRequestRecord {
                     method: method.clone(),
                     url: url.clone(),
                     headers,
                     body: body.to_vec(),
                     result: HttpRequestResult::Unfinished,
-                })
-            });
+                },
+            );
             let record = |result: HttpRequestResult| {
-                if let (Some(call), Some(index)) = (&call, index) {
-                    call.set_http_result(index, result);
+                if let Some(index) = index {
+                    call.set_http_result(call_id, index, result);
                 }
             };
             match &policy.mode {
@@ -264,13 +269,12 @@ impl WasiHttpHooks for HttpHooks {
                         }
                         None => {
                             record(HttpRequestResult::NoStub);
-                            if let Some(call) = &call {
-                                call.log(
-                                    LogLevel::Warn,
-                                    LogSource::Host,
-                                    format!("no HTTP stub for {method} {url}: answered 404"),
-                                );
-                            }
+                            call.log_for(
+                                call_id,
+                                LogLevel::Warn,
+                                LogSource::Host,
+                                format!("no HTTP stub for {method} {url}: answered 404"),
+                            );
                             stub_response(
                                 404,
                                 &[("content-type".into(), "text/plain".into())],

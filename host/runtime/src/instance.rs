@@ -11,14 +11,17 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{
-    DestinationPlugin, DestinationPluginPre, HandlerPlugin, HandlerPluginPre, wit,
+    DestinationPlugin, DestinationPluginPre, HandlerPlugin, HandlerPluginPre, NO_ID,
+    delivery_to_wit, headers_to_wit, wit,
 };
 use crate::call_context::CallContext;
 use crate::error::Crash;
 use crate::http_grants::{HttpHooks, HttpPolicy};
 use crate::limits::{Deadline, Limits, MemoryLimiter};
-use crate::logs::{CallTags, LogLevel, LogMode, LogSource};
-use crate::stdio::{CallSlot, GuestOutput};
+use crate::logs::{LogLevel, LogMode, LogSource};
+use crate::model::Delivery;
+use crate::pool::Reusable;
+use crate::stdio::GuestOutput;
 
 /// What all instances of one loaded plugin share.
 pub(crate) struct PluginShared {
@@ -38,27 +41,10 @@ pub(crate) struct InstanceState {
     http_hooks: HttpHooks,
     limiter: MemoryLimiter,
     deadline: Deadline,
-    /// The call in progress (`None` between calls).
-    call: Option<Arc<CallContext>>,
-    /// The same call, as seen by the guest's output streams.
-    slot: CallSlot,
+    /// The instance's call context, shared with its output streams and HTTP hooks. Host
+    /// imports only run during a call; should one run outside, its lines still reach `tracing`.
+    pub call: Arc<CallContext>,
     pub shared: Arc<PluginShared>,
-}
-
-impl InstanceState {
-    /// The call in progress. Host imports only run during a call; should one run outside, its
-    /// lines still reach `tracing`.
-    pub fn call(&mut self) -> Arc<CallContext> {
-        self.call
-            .get_or_insert_with(|| {
-                Arc::new(CallContext::new(
-                    self.shared.label.clone(),
-                    CallTags::default(),
-                    LogMode::Tracing,
-                ))
-            })
-            .clone()
-    }
 }
 
 impl WasiView for InstanceState {
@@ -93,10 +79,10 @@ enum Exports {
 }
 
 /// A call into a plugin's exports.
-pub(crate) enum Request {
+pub(crate) enum Request<'a> {
     Describe,
-    Handle(wit::Delivery),
-    Deliver(Vec<wit::Delivery>),
+    Handle(&'a Delivery),
+    Deliver(&'a [Delivery]),
 }
 
 /// What the plugin answered to a [`Request`].
@@ -122,16 +108,17 @@ impl PluginPre {
         }
     }
 
-    /// Creates a store and instantiates the plugin in it, within `call`'s limits. On failure
-    /// the store is dropped and the failure classified.
+    /// Creates a store whose call context is `call` (on which a call has begun) and
+    /// instantiates the plugin in it, within the plugin's limits from `started`. On failure the
+    /// store is dropped and the failure classified.
     pub async fn instantiate(
         &self,
         shared: &Arc<PluginShared>,
         call: &Arc<CallContext>,
         started: Instant,
     ) -> Result<Instance, Crash> {
-        let mut store = new_store(self.engine(), shared, started);
-        begin_call(&mut store, call, started);
+        let mut store = new_store(self.engine(), shared, call, started);
+        begin_call(&mut store, started);
         let exports = match self {
             PluginPre::Handler(pre) => pre
                 .instantiate_async(&mut store)
@@ -153,15 +140,26 @@ impl PluginPre {
     }
 }
 
+impl Reusable for Instance {
+    fn uses(&self) -> u32 {
+        self.uses
+    }
+}
+
 impl Instance {
-    /// Starts a call that began at `started`: binds `call` to the store and arms the deadline
-    /// (the plugin's timeout after `started`) and the memory record.
-    pub fn begin(&mut self, call: &Arc<CallContext>, started: Instant) {
-        begin_call(&mut self.store, call, started);
+    /// The instance's call context.
+    pub fn call_context(&self) -> &Arc<CallContext> {
+        &self.store.data().call
+    }
+
+    /// Starts a call that began at `started` (its context begun by the caller): arms the
+    /// deadline (the plugin's timeout after `started`) and the memory record.
+    pub fn begin(&mut self, started: Instant) {
+        begin_call(&mut self.store, started);
     }
 
     /// Runs `request`. The caller must have called [`Self::begin`].
-    pub async fn invoke(&mut self, request: Request) -> Result<Response, Crash> {
+    pub async fn invoke(&mut self, request: Request<'_>) -> Result<Response, Crash> {
         self.uses += 1;
         let store = &mut self.store;
         let result = match (&self.exports, request) {
@@ -170,21 +168,39 @@ impl Instance {
                 .call_describe(&mut *store)
                 .await
                 .map(Response::Info),
-            (Exports::Handler(plugin), Request::Handle(delivery)) => plugin
-                .courier_plugin_handler()
-                .call_handle(&mut *store, &delivery)
-                .await
-                .map(Response::Outcome),
+            (Exports::Handler(plugin), Request::Handle(delivery)) => {
+                let mut id = NO_ID;
+                let headers = headers_to_wit(&delivery.message.headers);
+                let delivery = delivery_to_wit(delivery, &mut id, &headers);
+                plugin
+                    .courier_plugin_handler()
+                    .call_handle(&mut *store, delivery)
+                    .await
+                    .map(Response::Outcome)
+            }
             (Exports::Destination(plugin), Request::Describe) => plugin
                 .courier_plugin_destination()
                 .call_describe(&mut *store)
                 .await
                 .map(Response::Info),
-            (Exports::Destination(plugin), Request::Deliver(batch)) => plugin
-                .courier_plugin_destination()
-                .call_deliver(&mut *store, &batch)
-                .await
-                .map(Response::Outcomes),
+            (Exports::Destination(plugin), Request::Deliver(batch)) => {
+                let mut ids = vec![NO_ID; batch.len()];
+                let headers: Vec<_> = batch
+                    .iter()
+                    .map(|delivery| headers_to_wit(&delivery.message.headers))
+                    .collect();
+                let batch: Vec<_> = batch
+                    .iter()
+                    .zip(&mut ids)
+                    .zip(&headers)
+                    .map(|((delivery, id), headers)| delivery_to_wit(delivery, id, headers))
+                    .collect();
+                plugin
+                    .courier_plugin_destination()
+                    .call_deliver(&mut *store, &batch)
+                    .await
+                    .map(Response::Outcomes)
+            }
             (Exports::Handler(_), Request::Deliver(_))
             | (Exports::Destination(_), Request::Handle(_)) => {
                 unreachable!("the plugin module routes requests by kind")
@@ -192,23 +208,17 @@ impl Instance {
         };
         result.map_err(|error| classify(store, &error))
     }
-
-    /// Ends the call: unbinds it from the store.
-    pub fn end(&mut self) {
-        end_call(&mut self.store);
-    }
 }
 
 fn new_store(
     engine: &wasmtime::Engine,
     shared: &Arc<PluginShared>,
+    call: &Arc<CallContext>,
     started: Instant,
 ) -> Store<InstanceState> {
-    let slot = CallSlot::default();
     let output = |source| GuestOutput {
-        slot: slot.clone(),
+        call: call.clone(),
         source,
-        plugin: shared.label.clone(),
     };
     // Deny by default: no preopened directories, no environment, no arguments, no sockets
     // (outbound HTTP goes through `wasi:http` and its grants).
@@ -225,12 +235,11 @@ fn new_store(
         http_ctx: WasiHttpCtx::new(),
         http_hooks: HttpHooks {
             policy: shared.http.clone(),
-            call: None,
+            call: call.clone(),
         },
         limiter: MemoryLimiter::new(shared.limits.memory_bytes),
         deadline: Deadline::at(started + shared.limits.timeout),
-        call: None,
-        slot,
+        call: call.clone(),
         shared: shared.clone(),
     };
     let mut store = Store::new(engine, state);
@@ -249,21 +258,11 @@ fn new_store(
     store
 }
 
-fn begin_call(store: &mut Store<InstanceState>, call: &Arc<CallContext>, started: Instant) {
+fn begin_call(store: &mut Store<InstanceState>, started: Instant) {
     let state = store.data_mut();
     state.deadline = Deadline::at(started + state.shared.limits.timeout);
     state.limiter.denied = false;
-    state.call = Some(call.clone());
-    state.http_hooks.call = Some(call.clone());
-    state.slot.set(Some(call.clone()));
     store.set_epoch_deadline(1);
-}
-
-fn end_call(store: &mut Store<InstanceState>) {
-    let state = store.data_mut();
-    state.call = None;
-    state.http_hooks.call = None;
-    state.slot.set(None);
 }
 
 /// Turns a failed call into the crash it was: past the deadline → timeout; after a denied
@@ -292,7 +291,7 @@ fn classify(store: &mut Store<InstanceState>, error: &wasmtime::Error) -> Crash 
         .take_while(|cause| cause.source().is_some())
         .map(|cause| cause.to_string())
         .collect();
-    state.call().log(
+    state.call.log(
         LogLevel::Error,
         LogSource::Host,
         format!("the plugin trapped: {message}\n{}", context.join("\n")),

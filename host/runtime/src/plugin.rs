@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bindings::{delivery_to_wit, outcome_from_wit};
+use crate::bindings::outcome_from_wit;
 use crate::cache::LoadStats;
 use crate::call_context::{CallBuffers, CallContext};
 use crate::error::{CallError, Crash};
 use crate::http_grants::HttpRequestRecord;
-use crate::instance::{PluginPre, PluginShared, Request, Response};
+use crate::instance::{Instance, PluginPre, PluginShared, Request, Response};
 use crate::limits::{Limits, within};
 use crate::logs::{CallTags, LogLine};
 use crate::model::{Delivery, FollowUp, Outcome, PluginInfo, PluginKind};
@@ -36,7 +36,7 @@ struct PluginInner {
     load_stats: LoadStats,
     shared: Arc<PluginShared>,
     pre: PluginPre,
-    pool: InstancePool,
+    pool: InstancePool<Instance>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -136,8 +136,8 @@ impl Plugin {
             attempt: Some(delivery.attempt),
         };
         let request = match self.inner.kind {
-            PluginKind::Handler => Request::Handle(delivery_to_wit(delivery)),
-            PluginKind::Destination => Request::Deliver(vec![delivery_to_wit(delivery)]),
+            PluginKind::Handler => Request::Handle(delivery),
+            PluginKind::Destination => Request::Deliver(std::slice::from_ref(delivery)),
         };
         self.call(tags, request, |response| match response {
             Response::Outcome(outcome) => Ok(outcome_from_wit(outcome)),
@@ -173,7 +173,7 @@ impl Plugin {
             message_id: None,
             attempt: None,
         };
-        let request = Request::Deliver(batch.iter().map(delivery_to_wit).collect());
+        let request = Request::Deliver(batch);
         let expected = batch.len();
         self.call(tags, request, |response| match response {
             Response::Outcomes(outcomes) if outcomes.len() == expected => {
@@ -193,22 +193,24 @@ impl Plugin {
     async fn call<T>(
         &self,
         tags: CallTags,
-        request: Request,
+        request: Request<'_>,
         convert: impl FnOnce(Response) -> Result<T, CallError>,
     ) -> CallReport<T> {
         let started = Instant::now();
         let inner = &*self.inner;
-        let call = Arc::new(CallContext::new(
-            inner.shared.label.clone(),
-            tags,
-            inner.shared.log_mode,
-        ));
         let limit = inner.shared.limits.timeout;
         let (lease, idle) = inner.pool.acquire().await;
+        // The call's context: the idle instance's, or a new one for the instance this call
+        // creates. Kept here so that the report is built even when the call is abandoned.
+        let call = match &idle {
+            Some(instance) => instance.call_context().clone(),
+            None => Arc::new(CallContext::new(inner.shared.label.clone())),
+        };
+        call.begin(tags, inner.shared.log_mode);
         let run = std::pin::pin!(async {
             let (mut instance, fresh) = match idle {
                 Some(mut instance) => {
-                    instance.begin(&call, started);
+                    instance.begin(started);
                     (instance, false)
                 }
                 None => (
@@ -217,7 +219,6 @@ impl Plugin {
                 ),
             };
             let response = instance.invoke(request).await;
-            instance.end();
             Ok::<_, Crash>((instance, fresh, response))
         });
         let (result, instance_use) = match within(started + limit + BLOCKED_CALL_GRACE, run).await {

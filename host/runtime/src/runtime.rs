@@ -203,18 +203,13 @@ async fn describe(
     pre: &PluginPre,
     shared: &Arc<PluginShared>,
 ) -> Result<crate::PluginInfo, LoadError> {
-    let call = Arc::new(CallContext::new(
-        shared.label.clone(),
-        CallTags::default(),
-        LogMode::Tracing,
-    ));
+    let call = Arc::new(CallContext::new(shared.label.clone()));
+    call.begin(CallTags::default(), LogMode::Tracing);
     let limit = shared.limits.timeout;
     let started = Instant::now();
     let run = std::pin::pin!(async {
         let mut instance = pre.instantiate(shared, &call, started).await?;
-        let response = instance.invoke(Request::Describe).await;
-        instance.end();
-        response
+        instance.invoke(Request::Describe).await
     });
     let response = match within(started + limit * 2, run).await {
         Ok(response) => response,

@@ -2,7 +2,7 @@
 //! progress (or, between calls, a `tracing` event tagged with the plugin's name).
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -11,43 +11,18 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use crate::call_context::CallContext;
-use crate::logs::{CallTags, LogMode, LogSource};
+use crate::logs::LogSource;
 
-/// The call in progress on one instance, shared by the instance's state and its output streams.
-#[derive(Clone, Default)]
-pub(crate) struct CallSlot(Arc<Mutex<Option<Arc<CallContext>>>>);
-
-impl CallSlot {
-    pub fn set(&self, call: Option<Arc<CallContext>>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = call;
-    }
-
-    fn current(&self) -> Option<Arc<CallContext>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-/// One of the guest's output streams.
+/// One of the guest's output streams, writing into its instance's call context.
 #[derive(Clone)]
 pub(crate) struct GuestOutput {
-    pub slot: CallSlot,
+    pub call: Arc<CallContext>,
     pub source: LogSource,
-    pub plugin: Arc<str>,
 }
 
 impl GuestOutput {
     fn write_bytes(&self, bytes: &[u8]) {
-        match self.slot.current() {
-            Some(call) => call.write_output(self.source, bytes),
-            None => {
-                // Output outside any call (there is none today: instantiation happens within a
-                // call) still reaches the operator.
-                let call =
-                    CallContext::new(self.plugin.clone(), CallTags::default(), LogMode::Tracing);
-                call.write_output(self.source, bytes);
-                call.finish();
-            }
-        }
+        self.call.write_output(self.source, bytes);
     }
 }
 
