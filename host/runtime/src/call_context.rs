@@ -23,8 +23,9 @@ pub(crate) struct CallContext {
 }
 
 struct CallState {
-    /// Counts the calls begun, so that work a call left running (an HTTP request still in
-    /// flight) cannot write into a later call's report.
+    /// Numbers the calls (and the gaps between them: it moves on when a call begins and when
+    /// it finishes), so that work a call left running (an HTTP request still in flight)
+    /// cannot write into a later call's report.
     call: u64,
     tags: CallTags,
     mode: LogMode,
@@ -39,6 +40,17 @@ pub(crate) struct CallBuffers {
     dropped_lines: usize,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
+}
+
+impl CallBuffers {
+    fn is_empty(&self) -> bool {
+        self.logs.is_empty()
+            && self.published.is_empty()
+            && self.http_requests.is_empty()
+            && self.dropped_lines == 0
+            && self.stdout.is_empty()
+            && self.stderr.is_empty()
+    }
 }
 
 /// Which call of a [`CallContext`] some work belongs to.
@@ -61,6 +73,10 @@ impl CallContext {
     /// Starts a call: its lines carry `tags` and go where `mode` says until [`Self::finish`].
     pub fn begin(&self, tags: CallTags, mode: LogMode) {
         let mut state = self.lock();
+        debug_assert!(
+            state.buffers.is_empty(),
+            "the previous call on this context was finished"
+        );
         state.call += 1;
         state.tags = tags;
         state.mode = mode;

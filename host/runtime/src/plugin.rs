@@ -221,7 +221,16 @@ impl Plugin {
             let response = instance.invoke(request).await;
             Ok::<_, Crash>((instance, fresh, response))
         });
-        let (result, instance_use) = match within(started + limit + BLOCKED_CALL_GRACE, run).await {
+        let ended = within(started + limit + BLOCKED_CALL_GRACE, run).await;
+        // Finished before the instance goes back to the pool: the next call on it begins the
+        // same context.
+        let CallBuffers {
+            logs,
+            published,
+            http_requests,
+            ..
+        } = call.finish();
+        let (result, instance_use) = match ended {
             // The instance in the abandoned call is dropped with this frame, never reused.
             Err(_elapsed) => (
                 Err(CallError::Crashed(Crash::Timeout { limit })),
@@ -252,12 +261,6 @@ impl Plugin {
                 }
             }
         };
-        let CallBuffers {
-            logs,
-            published,
-            http_requests,
-            ..
-        } = call.finish();
         CallReport {
             result,
             published,
