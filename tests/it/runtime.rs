@@ -481,6 +481,50 @@ async fn guest_output_becomes_log_lines() {
 }
 
 #[tokio::test]
+async fn a_plugin_receives_every_field_of_a_delivery_as_sent() {
+    let plugin = load(ECHO_DESTINATION, capture(Limits::default())).await;
+    let described = |id: Uuid, headers: &str, queue: &str, attempt: u32| Outcome::Fatal {
+        reason: format!(
+            "id={id} name=order.placed topic=order payload={{\"describe\":true}} \
+                 published=1700000000123 due=1700000004567 headers={headers} queue={queue} \
+                 attempt={attempt}"
+        ),
+    };
+    let mut first = delivery("order.placed", r#"{"describe": true}"#, "orders");
+    first.message.published_at_ms = 1_700_000_000_123;
+    first.message.deliver_at_ms = 1_700_000_004_567;
+    first.message.headers = vec![
+        ("trace-id".into(), "abc".into()),
+        ("tenant".into(), "é".into()),
+    ];
+    first.attempt = 4;
+    let mut second = first.clone();
+    second.message.id = Uuid::now_v7();
+    second.message.headers.clear();
+    second.queue = "orders-eu".into();
+    second.attempt = 1;
+
+    let batch = plugin.deliver(&[first.clone(), second.clone()]).await;
+    assert_eq!(
+        batch.result,
+        Ok(vec![
+            described(
+                first.message.id,
+                r#"[("trace-id", "abc"), ("tenant", "é")]"#,
+                "orders",
+                4
+            ),
+            described(second.message.id, "[]", "orders-eu", 1),
+        ])
+    );
+    let single = plugin.handle(&second).await;
+    assert_eq!(
+        single.result,
+        Ok(described(second.message.id, "[]", "orders-eu", 1))
+    );
+}
+
+#[tokio::test]
 async fn a_destination_answers_one_outcome_per_delivery() {
     let plugin = load(ECHO_DESTINATION, capture(Limits::default())).await;
     let batch = [

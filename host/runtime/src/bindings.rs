@@ -49,37 +49,43 @@ pub(crate) const DESTINATION_EXPORT: &str = "courier:plugin/destination@0.1.0";
 /// The contract version this host implements.
 pub(crate) const CONTRACT_VERSION: &str = "0.1.0";
 
-/// The text form of a message id, written into a stack buffer rather than a `String`.
-pub(crate) type IdText = [u8; uuid::fmt::Hyphenated::LENGTH];
-/// An empty [`IdText`] to write an id into.
-pub(crate) const NO_ID: IdText = [0; uuid::fmt::Hyphenated::LENGTH];
+/// What a borrowed `wit::Delivery` points into besides the delivery itself: the text of its
+/// id (in a stack buffer rather than a `String`) and its headers as pairs of `&str`.
+pub(crate) struct WitParts<'a> {
+    id: [u8; uuid::fmt::Hyphenated::LENGTH],
+    headers: Vec<(&'a str, &'a str)>,
+}
 
-/// The headers of a message as `wit::Delivery` borrows them.
-pub(crate) fn headers_to_wit(headers: &[(String, String)]) -> Vec<(&str, &str)> {
-    headers
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect()
+impl<'a> WitParts<'a> {
+    pub fn of(delivery: &'a Delivery) -> WitParts<'a> {
+        let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
+        delivery.message.id.hyphenated().encode_lower(&mut id);
+        let headers = delivery
+            .message
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        WitParts { id, headers }
+    }
 }
 
 /// Borrows `delivery` as the `handle` and `deliver` exports take it: its strings and payload
-/// are copied once, straight into the guest's memory. `id` holds the id's text and `headers`
-/// the [`headers_to_wit`] of its message while the delivery is lowered.
+/// are copied once, straight into the guest's memory. `parts` must be its [`WitParts::of`].
 pub(crate) fn delivery_to_wit<'a>(
     delivery: &'a Delivery,
-    id: &'a mut IdText,
-    headers: &'a [(&'a str, &'a str)],
+    parts: &'a WitParts<'a>,
 ) -> wit::Delivery<'a> {
     let message = &delivery.message;
     wit::Delivery {
         message: wit::Message {
-            id: message.id.hyphenated().encode_lower(id),
+            id: std::str::from_utf8(&parts.id).expect("a hyphenated UUID is ASCII"),
             name: &message.name,
             topic: topic_of(&message.name),
             payload: &message.payload,
             published_at: message.published_at_ms,
             deliver_at: message.deliver_at_ms,
-            headers,
+            headers: &parts.headers,
         },
         queue: &delivery.queue,
         attempt: delivery.attempt,

@@ -15,8 +15,8 @@ const MAX_LINE_BYTES: usize = 64 * 1024;
 /// At most this many lines are captured per call; later ones are counted and dropped.
 const MAX_CAPTURED_LINES: usize = 10_000;
 
-/// The call context of one instance, reused by every call the instance serves: between two
-/// calls ([`Self::begin`] .. [`Self::finish`]) its lines go to `tracing` untagged.
+/// The call context of one instance, reused by every call the instance serves. A call runs
+/// from [`Self::begin`] to [`Self::finish`]; outside calls, lines go to `tracing` untagged.
 pub(crate) struct CallContext {
     plugin: Arc<str>,
     state: Mutex<CallState>,

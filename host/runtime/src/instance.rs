@@ -11,8 +11,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{
-    DestinationPlugin, DestinationPluginPre, HandlerPlugin, HandlerPluginPre, NO_ID,
-    delivery_to_wit, headers_to_wit, wit,
+    DestinationPlugin, DestinationPluginPre, HandlerPlugin, HandlerPluginPre, WitParts,
+    delivery_to_wit, wit,
 };
 use crate::call_context::CallContext;
 use crate::error::Crash;
@@ -169,12 +169,10 @@ impl Instance {
                 .await
                 .map(Response::Info),
             (Exports::Handler(plugin), Request::Handle(delivery)) => {
-                let mut id = NO_ID;
-                let headers = headers_to_wit(&delivery.message.headers);
-                let delivery = delivery_to_wit(delivery, &mut id, &headers);
+                let parts = WitParts::of(delivery);
                 plugin
                     .courier_plugin_handler()
-                    .call_handle(&mut *store, delivery)
+                    .call_handle(&mut *store, delivery_to_wit(delivery, &parts))
                     .await
                     .map(Response::Outcome)
             }
@@ -184,16 +182,11 @@ impl Instance {
                 .await
                 .map(Response::Info),
             (Exports::Destination(plugin), Request::Deliver(batch)) => {
-                let mut ids = vec![NO_ID; batch.len()];
-                let headers: Vec<_> = batch
-                    .iter()
-                    .map(|delivery| headers_to_wit(&delivery.message.headers))
-                    .collect();
+                let parts: Vec<_> = batch.iter().map(WitParts::of).collect();
                 let batch: Vec<_> = batch
                     .iter()
-                    .zip(&mut ids)
-                    .zip(&headers)
-                    .map(|((delivery, id), headers)| delivery_to_wit(delivery, id, headers))
+                    .zip(&parts)
+                    .map(|(delivery, parts)| delivery_to_wit(delivery, parts))
                     .collect();
                 plugin
                     .courier_plugin_destination()
