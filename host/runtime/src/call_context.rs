@@ -53,9 +53,13 @@ impl CallBuffers {
     }
 }
 
-/// Which call of a [`CallContext`] some work belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CallId(u64);
+/// The call of a [`CallContext`] some work belongs to (an outbound HTTP request), with the
+/// tags of that call: a line the work logs after the call finished still carries them.
+#[derive(Debug, Clone)]
+pub(crate) struct CallRef {
+    number: u64,
+    tags: CallTags,
+}
 
 impl CallContext {
     pub fn new(plugin: Arc<str>) -> CallContext {
@@ -83,8 +87,12 @@ impl CallContext {
     }
 
     /// The call in progress.
-    pub fn current(&self) -> CallId {
-        CallId(self.lock().call)
+    pub fn current(&self) -> CallRef {
+        let state = self.lock();
+        CallRef {
+            number: state.call,
+            tags: state.tags.clone(),
+        }
     }
 
     pub fn log(&self, level: LogLevel, source: LogSource, message: String) {
@@ -96,19 +104,20 @@ impl CallContext {
         self.emit(&mut self.lock(), line);
     }
 
-    /// Logs a line for call `call`; once that call has finished, the line goes to `tracing`
-    /// untagged.
-    pub fn log_for(&self, call: CallId, level: LogLevel, source: LogSource, message: String) {
+    /// Logs a line for call `call`; once that call has finished (its report is built), the
+    /// line goes to `tracing` with that call's tags.
+    pub fn log_for(&self, call: &CallRef, level: LogLevel, source: LogSource, message: String) {
         let line = LogLine {
             level,
             source,
             message,
         };
         let mut state = self.lock();
-        if state.call == call.0 {
+        if state.call == call.number {
             self.emit(&mut state, line);
         } else {
-            emit_tracing(&self.plugin, &CallTags::default(), &line);
+            drop(state);
+            emit_tracing(&self.plugin, &call.tags, &line);
         }
     }
 
@@ -158,9 +167,9 @@ impl CallContext {
 
     /// Records an outbound request of call `call`; returns its index for
     /// [`Self::set_http_result`] (`None` once that call has finished).
-    pub fn record_http(&self, call: CallId, record: HttpRequestRecord) -> Option<usize> {
+    pub fn record_http(&self, call: &CallRef, record: HttpRequestRecord) -> Option<usize> {
         let mut state = self.lock();
-        if state.call != call.0 {
+        if state.call != call.number {
             return None;
         }
         let requests = &mut state.buffers.http_requests;
@@ -168,9 +177,9 @@ impl CallContext {
         Some(requests.len() - 1)
     }
 
-    pub fn set_http_result(&self, call: CallId, index: usize, result: HttpRequestResult) {
+    pub fn set_http_result(&self, call: &CallRef, index: usize, result: HttpRequestResult) {
         let mut state = self.lock();
-        if state.call == call.0
+        if state.call == call.number
             && let Some(record) = state.buffers.http_requests.get_mut(index)
         {
             record.result = result;
@@ -260,7 +269,7 @@ mod tests {
         let context = CallContext::new(Arc::from("plugin"));
         context.begin(CallTags::default(), LogMode::Capture);
         let first = context.current();
-        let index = context.record_http(first, request("http://first/"));
+        let index = context.record_http(&first, request("http://first/"));
         assert_eq!(index, Some(0));
         context.log(LogLevel::Info, LogSource::Plugin, "one".to_string());
         let report = context.finish();
@@ -269,13 +278,13 @@ mod tests {
 
         context.begin(CallTags::default(), LogMode::Capture);
         let second = context.current();
-        assert_ne!(first, second);
+        assert_ne!(first.number, second.number);
         // The first call's request answers, logs and makes another record after its call ended.
-        context.set_http_result(first, 0, HttpRequestResult::NoStub);
-        context.log_for(first, LogLevel::Warn, LogSource::Host, "late".to_string());
-        assert_eq!(context.record_http(first, request("http://late/")), None);
-        context.record_http(second, request("http://second/"));
-        context.log_for(second, LogLevel::Info, LogSource::Host, "two".to_string());
+        context.set_http_result(&first, 0, HttpRequestResult::NoStub);
+        context.log_for(&first, LogLevel::Warn, LogSource::Host, "late".to_string());
+        assert_eq!(context.record_http(&first, request("http://late/")), None);
+        context.record_http(&second, request("http://second/"));
+        context.log_for(&second, LogLevel::Info, LogSource::Host, "two".to_string());
         let report = context.finish();
         assert_eq!(report.http_requests.len(), 1);
         assert_eq!(report.http_requests[0].url, "http://second/");
@@ -289,5 +298,77 @@ mod tests {
             .map(|line| line.message.as_str())
             .collect();
         assert_eq!(messages, ["two"]);
+    }
+
+    /// Records the `queue` and message of every `courier::plugin` event, in order.
+    #[derive(Clone, Default)]
+    struct QueueAndMessage(Arc<Mutex<Vec<(String, String)>>>);
+
+    #[derive(Default)]
+    struct Fields {
+        queue: String,
+        message: String,
+    }
+
+    impl tracing::field::Visit for Fields {
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            if field.name() == "queue" {
+                self.queue = value.to_string();
+            }
+        }
+
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.message = format!("{value:?}");
+            }
+        }
+    }
+
+    impl tracing::Subscriber for QueueAndMessage {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            metadata.target() == "courier::plugin"
+        }
+
+        fn new_span(&self, _span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+
+        fn record(&self, _span: &tracing::span::Id, _values: &tracing::span::Record<'_>) {}
+
+        fn record_follows_from(&self, _span: &tracing::span::Id, _follows: &tracing::span::Id) {}
+
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            self.0.lock().unwrap().push((fields.queue, fields.message));
+        }
+
+        fn enter(&self, _span: &tracing::span::Id) {}
+
+        fn exit(&self, _span: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn a_line_logged_after_its_call_finished_carries_that_calls_tags() {
+        let tags = |queue: &str| CallTags {
+            queue: Some(queue.to_string()),
+            message_id: None,
+            attempt: Some(1),
+        };
+        let context = CallContext::new(Arc::from("plugin"));
+        context.begin(tags("first"), LogMode::Tracing);
+        let first = context.current();
+        context.finish();
+        context.begin(tags("second"), LogMode::Tracing);
+        let events = QueueAndMessage::default();
+        tracing::subscriber::with_default(events.clone(), || {
+            context.log_for(&first, LogLevel::Warn, LogSource::Host, "late".to_string());
+            context.log(LogLevel::Info, LogSource::Plugin, "now".to_string());
+        });
+        context.finish();
+        let events = events.0.lock().unwrap();
+        let expected = [("first", "late"), ("second", "now")]
+            .map(|(queue, message)| (queue.to_string(), message.to_string()));
+        assert_eq!(events.as_slice(), expected);
     }
 }

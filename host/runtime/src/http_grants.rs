@@ -197,7 +197,7 @@ impl WasiHttpHooks for HttpHooks {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let policy = self.policy.clone();
         let call = self.call.clone();
-        let call_id = call.current();
+        let this_call = call.current();
         let method = request.method().to_string();
         let url = request.uri().to_string();
         let headers = request
@@ -214,7 +214,7 @@ impl WasiHttpHooks for HttpHooks {
         if !policy.grants.allows(request.uri()) {
             let host = request.uri().host().unwrap_or("").to_string();
             call.record_http(
-                call_id,
+                &this_call,
                 HttpRequestRecord {
                     method: method.clone(),
                     url: url.clone(),
@@ -224,7 +224,7 @@ impl WasiHttpHooks for HttpHooks {
                 },
             );
             call.log_for(
-                call_id,
+                &this_call,
                 LogLevel::Warn,
                 LogSource::Host,
                 format!(
@@ -238,7 +238,7 @@ impl WasiHttpHooks for HttpHooks {
             let (parts, body) = request.into_parts();
             let body = body.collect().await?.to_bytes();
             let index = call.record_http(
-                call_id,
+                &this_call,
                 HttpRequestRecord {
                     method: method.clone(),
                     url: url.clone(),
@@ -249,7 +249,7 @@ impl WasiHttpHooks for HttpHooks {
             );
             let record = |result: HttpRequestResult| {
                 if let Some(index) = index {
-                    call.set_http_result(call_id, index, result);
+                    call.set_http_result(&this_call, index, result);
                 }
             };
             match &policy.mode {
@@ -270,7 +270,7 @@ impl WasiHttpHooks for HttpHooks {
                         None => {
                             record(HttpRequestResult::NoStub);
                             call.log_for(
-                                call_id,
+                                &this_call,
                                 LogLevel::Warn,
                                 LogSource::Host,
                                 format!("no HTTP stub for {method} {url}: answered 404"),
