@@ -636,6 +636,63 @@ async fn each_chunk_lease_has_its_own_token_and_its_completions_wait_for_no_othe
     assert_eq!((q1.pending, q1.in_flight, q1.delivered), (0, 0, 151));
 }
 
+/// Two completers whose outcomes span the same chunk leases lock them in one order (by
+/// token), whatever order their outcomes come in: a completion waiting for one lease holds
+/// none it would lock after it, so it blocks nobody else meanwhile and cannot deadlock with
+/// another completion of the same leases.
+#[tokio::test]
+async fn a_completion_waiting_for_one_lease_holds_none_it_locks_after_it() {
+    let db = TestDatabase::new().await;
+    let outbox = two_queues(&db).await;
+    outbox.publish(db.pool(), &jobs(0, 150)).await.unwrap();
+    let claimed = claim(&outbox, "q1", &["job.run"], 1000).await;
+    assert_eq!(claimed.len(), 150);
+    let (mut low, mut high) = (&claimed[..100], &claimed[100..]);
+    if lease_tokens(low) > lease_tokens(high) {
+        (low, high) = (high, low);
+    }
+    let [low_token] = lease_tokens(low).into_iter().collect::<Vec<_>>()[..] else {
+        panic!("one token per chunk lease");
+    };
+    assert!(lease_tokens(high).len() == 1 && !lease_tokens(high).contains(&low_token));
+
+    // A completer holds the first lease (in token order) mid-completion. Another completion
+    // names copies of the second lease first, then copies of the first: it waits.
+    let open = open_completion(&db, &low[..10], low_token).await;
+    let waiting = tokio::spawn({
+        let outbox = outbox.clone();
+        let mut completions = all_delivered(&high[..10]);
+        completions.extend(all_delivered(&low[10..20]));
+        async move { outbox.complete(&completions).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "it waits for the first lease");
+    // Meanwhile the second lease is free: a third completion of its other copies goes through.
+    let report = tokio::time::timeout(PATIENCE, outbox.complete(&all_delivered(&high[10..])))
+        .await
+        .expect("the waiting completion holds no lease it would lock after the one it waits for")
+        .unwrap();
+    assert_eq!(
+        (report.delivered, report.lease_lost.len()),
+        (high.len() - 10, 0)
+    );
+
+    open.commit().await.unwrap();
+    let report = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.delivered, report.lease_lost.len()), (20, 0));
+    let report = outbox.complete(&all_delivered(&low[20..])).await.unwrap();
+    assert_eq!(
+        (report.delivered, report.lease_lost.len()),
+        (low.len() - 20, 0)
+    );
+    assert_eq!(rows_in(&db, "chunk_leases").await, 0);
+    let q1 = stats(&outbox, "q1").await;
+    assert_eq!((q1.pending, q1.in_flight, q1.delivered), (0, 0, 150));
+}
+
 #[tokio::test]
 async fn a_host_of_the_previous_version_claims_and_completes_with_its_claims_token() {
     let db = TestDatabase::new().await;
