@@ -93,32 +93,41 @@ async function rewriteBindingsWith(rewrite) {
 //   run within the call) and returns one promise settled when the bindings were loaded, which
 //   the engine's reactions and event loop turn see as already fulfilled;
 // - for a thenable answer (an `async handle`), returns an async function's promise that
-//   awaits it and lowers what it resolves to, as the generated export did.
-// A handler that throws still fails the call: the engine reports the exception whether the
-// export threw it or its promise was rejected with it.
+//   awaits it and lowers what it resolves to, as the generated export did;
+// - turns an exception (the handler's, or one lifting or lowering throws) into a rejected
+//   promise, as the async function did: the engine then logs it with its whole stack.
+// The generated lowering must end the function with `return;` and return nothing else: an
+// export whose lowering returns a value (a scalar result) is refused rather than rewritten.
 function synchronousExports(bindings, exports) {
   let rewritten = 0;
+  const refused = [];
   const result = bindings.replace(
     /^async function (export_[\w$]+)\(([^)]*)\) \{\n([\s\S]*?)^( *)ret = await ([\w$]+)\(([^;]*)\);\n([\s\S]*?)^\}$/gm,
-    (_, name, params, before, indent, callee, args, after) => {
+    (generated, name, params, before, indent, callee, args, after) => {
+      const returns = after.match(/\breturn\b[^;]*;/g) ?? [];
+      if (returns.some((statement) => statement !== 'return;') || !/\breturn;\s*$/.test(after)) {
+        refused.push(name);
+        return generated;
+      }
       rewritten += 1;
       const settled = after.replace(/\breturn;/g, `return ${SETTLED};`);
-      const last = /\breturn [^;\n]*;\s*$/.test(settled) ? '' : `${indent}return ${SETTLED};\n`;
       return (
-        `function ${name}(${params}) {\n${before}` +
+        `function ${name}(${params}) {\n  try {\n${before}` +
         `${indent}ret = ${callee}(${args});\n` +
         `${indent}if (ret !== null && (typeof ret === 'object' || typeof ret === 'function') && ` +
         `typeof ret.then === 'function') return (async () => {\n` +
         `${indent}ret = await ret;\n${after}${indent}})();\n` +
-        `${settled}${last}}`
+        `${settled}` +
+        `  } catch (error) {\n    return Promise.reject(error);\n  }\n}`
       );
     },
   );
   if (rewritten !== exports) {
+    const detail = refused.length > 0 ? ` (${refused.join(', ')} return a value)` : '';
     throw new Error(
-      `expected one async function awaiting the module per export in componentize-js's ` +
-        `bindings, found ${rewritten} for ${exports} exports: update build.mjs for this ` +
-        `componentize-js version`,
+      `expected one async function awaiting the module and returning nothing per export in ` +
+        `componentize-js's bindings, found ${rewritten} for ${exports} exports${detail}: ` +
+        `update build.mjs for this componentize-js version`,
     );
   }
   return `const ${SETTLED} = Promise.resolve();\n${result}`;
@@ -142,20 +151,21 @@ function withoutDebugLogging(bindings) {
 // that loop is most of what a host call costs: a welcome-email-js call on a reused instance
 // (a config read, a log line and a follow-up event) took 63–105 µs with it, 43–46 µs without.
 // The replacement encodes with the engine's native `TextEncoder`, allocates exactly that many
-// bytes and copies them in: the same bytes (a lone surrogate becomes U+FFFD either way) in an
-// allocation of the same size. The generated function also returned the string's code point
-// count, which nothing reads; the build stops if something starts to.
+// bytes and copies them in: the same bytes (a lone surrogate becomes U+FFFD either way) in a
+// linear-memory allocation of the same size. (The encoded copy also lives in the engine's
+// heap until it is collected: a string costs twice its size for a while.) The build stops
+// unless the generated helper has the shape this replaces (it allocates with `realloc(0, 0,
+// 1, len)` and encodes with `TEXT_ENCODER_UTF8.encodeInto`) and, once it is replaced,
+// nothing reads the code point count it also returned.
 function nativeUtf8Encoding(bindings) {
-  const generated = /^function _utf8AllocateAndEncode\(s, realloc, memory\) \{\n[\s\S]*?^\}$/m;
-  const readsCodepoints = /\.codepoints\b|\{[^{}]*\bcodepoints\b[^{}]*\} = /;
-  if (!generated.test(bindings) || readsCodepoints.test(bindings)) {
-    throw new Error(
-      "componentize-js's bindings do not lower strings through `_utf8AllocateAndEncode` as " +
-        'build.mjs expects, or read the code point count it returns: update build.mjs for ' +
-        'this componentize-js version',
-    );
-  }
-  return bindings.replace(
+  const generated =
+    /^function _utf8AllocateAndEncode\(s, realloc, memory\) \{\n[\s\S]*?^\}$/m;
+  const helper = bindings.match(generated)?.[0] ?? '';
+  const expected =
+    /^const TEXT_ENCODER_UTF8 = new TextEncoder\(\);$/m.test(bindings) &&
+    helper.includes('realloc(0, 0, 1, len)') &&
+    helper.includes('TEXT_ENCODER_UTF8.encodeInto(');
+  const result = bindings.replace(
     generated,
     `function _utf8AllocateAndEncode(s, realloc, memory) {
   if (typeof s !== 'string') {
@@ -169,6 +179,14 @@ function nativeUtf8Encoding(bindings) {
   return { ptr, len };
 }`,
   );
+  if (!expected || /\bcodepoints\b/.test(result)) {
+    throw new Error(
+      "componentize-js's bindings do not lower strings through `_utf8AllocateAndEncode` as " +
+        'build.mjs expects, or read the code point count it returns: update build.mjs for ' +
+        'this componentize-js version',
+    );
+  }
+  return result;
 }
 
 async function mustExist(path, what) {

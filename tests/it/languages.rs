@@ -300,7 +300,8 @@ fn the_noop_handlers_answer_ok_to_anything_in_every_language() {
 
 /// A JavaScript `handle` may answer with an outcome or with a promise of one (an `async
 /// handle`): the host takes either, waits for the promise (host calls made after an `await`
-/// still belong to the delivery), and counts an exception or a rejected promise as a crash.
+/// still belong to the delivery), and counts an exception or a rejected promise as a crash,
+/// logged with its stack.
 /// An outcome is taken as `handle` returned it: a promise job it queued that changes the
 /// returned object comes too late (the SDK's build lowers a plain answer at once).
 #[test]
@@ -357,6 +358,15 @@ fn javascript_handlers_answer_with_a_value_or_a_promise() {
                 .iter()
                 .any(|line| line.contains("asked to throw (throw)")),
             "throw, async {is_async}: {crash}; {:?}",
+            report.logs
+        );
+        // With the stack it was thrown from, through the handler.
+        assert!(
+            report
+                .log_messages()
+                .iter()
+                .any(|line| line.contains("handle@") && line.contains("promises/index.js")),
+            "throw, async {is_async}: no stack in {:?}",
             report.logs
         );
         // The instance that crashed is replaced: the next delivery is answered.
