@@ -557,6 +557,13 @@ fn lease_tokens(deliveries: &[ClaimedDelivery]) -> std::collections::BTreeSet<Uu
     deliveries.iter().map(|d| d.lease.token).collect()
 }
 
+/// The one lease token `deliveries` (the copies of one chunk lease) are held under.
+fn lease_token(deliveries: &[ClaimedDelivery]) -> Uuid {
+    let tokens = lease_tokens(deliveries);
+    assert_eq!(tokens.len(), 1, "one token per chunk lease");
+    tokens.into_iter().next().unwrap()
+}
+
 #[tokio::test]
 async fn two_completions_of_one_claim_at_once_both_count() {
     let db = TestDatabase::new().await;
@@ -610,12 +617,7 @@ async fn each_chunk_lease_has_its_own_token_and_its_completions_wait_for_no_othe
     let claimed = claim(&outbox, "q1", &["job.run"], 1000).await;
     assert_eq!(numbers(&claimed), (0..=150).collect::<Vec<_>>());
     let (first, second, row) = (&claimed[..100], &claimed[100..150], &claimed[150]);
-    let token_of = |part: &[ClaimedDelivery]| {
-        let tokens = lease_tokens(part);
-        assert_eq!(tokens.len(), 1, "one token per chunk lease");
-        tokens.into_iter().next().unwrap()
-    };
-    let (first_token, second_token) = (token_of(first), token_of(second));
+    let (first_token, second_token) = (lease_token(first), lease_token(second));
     assert_ne!(first_token, second_token);
     assert!(![first_token, second_token].contains(&row.lease.token));
 
@@ -648,13 +650,11 @@ async fn a_completion_waiting_for_one_lease_holds_none_it_locks_after_it() {
     let claimed = claim(&outbox, "q1", &["job.run"], 1000).await;
     assert_eq!(claimed.len(), 150);
     let (mut low, mut high) = (&claimed[..100], &claimed[100..]);
-    if lease_tokens(low) > lease_tokens(high) {
+    if lease_token(low) > lease_token(high) {
         (low, high) = (high, low);
     }
-    let [low_token] = lease_tokens(low).into_iter().collect::<Vec<_>>()[..] else {
-        panic!("one token per chunk lease");
-    };
-    assert!(lease_tokens(high).len() == 1 && !lease_tokens(high).contains(&low_token));
+    let low_token = lease_token(low);
+    assert_ne!(low_token, lease_token(high));
 
     // A completer holds the first lease (in token order) mid-completion. Another completion
     // names copies of the second lease first, then copies of the first: it waits.
