@@ -88,6 +88,13 @@ const COMPONENTS: &[Foreign] = &[
         world: "handler-plugin",
     },
     Foreign {
+        name: "echo_destination_js",
+        language: Language::JavaScript,
+        source: "tests/guests-js/echo-destination/index.js",
+        extra_wit: None,
+        world: "destination-plugin",
+    },
+    Foreign {
         name: "sandbox_js",
         language: Language::JavaScript,
         source: "tests/guests-js/sandbox/index.js",

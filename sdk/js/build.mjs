@@ -112,7 +112,7 @@ function synchronousExports(bindings, exports) {
       rewritten += 1;
       const settled = after.replace(/\breturn;/g, `return ${SETTLED};`);
       return (
-        `function ${name}(${params}) {\n  try {\n${before}` +
+        `function ${name}(${params}) {\n  try {\n${liftFromOneBuffer(before)}` +
         `${indent}ret = ${callee}(${args});\n` +
         `${indent}if (ret !== null && (typeof ret === 'object' || typeof ret === 'function') && ` +
         `typeof ret.then === 'function') return (async () => {\n` +
@@ -131,6 +131,21 @@ function synchronousExports(bindings, exports) {
     );
   }
   return `const ${SETTLED} = Promise.resolve();\n${result}`;
+}
+
+// The generated lifting reads `$memory.buffer`, a native getter, once per string and list it
+// lifts, and `dataView($memory)` twice more per number it reads from a list (a destination's
+// batch). The arguments were all written before the call began, so one buffer read at the
+// start, and one view of it made at the first number read, reach every one of them (the
+// memory may grow while lifting allocates, never shrink or move).
+function liftFromOneBuffer(lifting) {
+  if (!lifting.includes('$memory.buffer') && !lifting.includes('dataView($memory)')) {
+    return lifting;
+  }
+  const lifted = lifting
+    .replaceAll('$memory.buffer', '$buffer')
+    .replaceAll('dataView($memory)', '($view ??= new DataView($buffer))');
+  return `  const $buffer = $memory.buffer;\n  let $view;\n${lifted}`;
 }
 
 // The promise every synchronously answered call returns (see `synchronousExports`).

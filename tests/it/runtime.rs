@@ -11,8 +11,8 @@ use courier_runtime::{
     RuntimeConfig, Subscription,
 };
 use courier_tests::components::{
-    ECHO_DESTINATION, HTTP_CALL, MEMORY_BOMB, NOOP, OTHER_VERSION, SPIN_LOOP, STDOUT, TRAP,
-    WELCOME_EMAIL, WRONG_WORLD,
+    ECHO_DESTINATION, ECHO_DESTINATION_JS, HTTP_CALL, MEMORY_BOMB, NOOP, OTHER_VERSION, SPIN_LOOP,
+    STDOUT, TRAP, WELCOME_EMAIL, WRONG_WORLD,
 };
 use uuid::Uuid;
 
@@ -482,7 +482,20 @@ async fn guest_output_becomes_log_lines() {
 
 #[tokio::test]
 async fn a_plugin_receives_every_field_of_a_delivery_as_sent() {
-    let plugin = load(ECHO_DESTINATION, capture(Limits::default())).await;
+    assert_receives_every_field_as_sent(ECHO_DESTINATION).await;
+}
+
+/// The same batch through the JavaScript destination, whose bindings lift a batch of
+/// deliveries from one view of the guest's memory (`sdk/js/build.mjs`).
+#[tokio::test]
+async fn a_javascript_destination_receives_every_field_of_a_batch_as_sent() {
+    assert_receives_every_field_as_sent(ECHO_DESTINATION_JS).await;
+}
+
+/// Delivers a batch of two deliveries, one with headers, and one of them alone, to an echo
+/// destination: each answer spells out every field as the plugin received it.
+async fn assert_receives_every_field_as_sent(path: &str) {
+    let plugin = load(path, capture(Limits::default())).await;
     let described = |id: Uuid, headers: &str, queue: &str, attempt: u32| Outcome::Fatal {
         reason: format!(
             "id={id} name=order.placed topic=order payload={{\"describe\":true}} \

@@ -124,6 +124,11 @@ pub const SANDBOX_JS: &str = foreign_component!("sandbox_js.wasm");
 /// publishing `promise.settled` (`{}`).
 pub const PROMISES_JS: &str = foreign_component!("promises_js.wasm");
 
+/// `tests/guests-js/echo-destination`: [`ECHO_DESTINATION`] in JavaScript (named
+/// `echo-destination-js`): ok, or, for the payload `{"describe": true}`, fatal with every field
+/// of the delivery in the same words.
+pub const ECHO_DESTINATION_JS: &str = foreign_component!("echo_destination_js.wasm");
+
 /// Every component above, by the name of its crate.
 pub fn all() -> &'static [(&'static str, &'static str)] {
     &[
@@ -148,6 +153,7 @@ pub fn all() -> &'static [(&'static str, &'static str)] {
         ("sandbox-py", SANDBOX_PY),
         ("sandbox-js", SANDBOX_JS),
         ("promises-js", PROMISES_JS),
+        ("echo-destination-js", ECHO_DESTINATION_JS),
     ]
 }
 

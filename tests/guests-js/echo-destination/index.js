@@ -1,0 +1,33 @@
+// A test guest: the `destination` world in JavaScript. Like the Rust echo destination, it
+// answers each delivery of a batch ok, or, when its payload is `{"describe": true}`, fatal
+// with every field of the delivery as it arrived, in the same words: the host compares the
+// two, so a field lifted wrongly from a batch shows.
+const decoder = new TextDecoder();
+
+function describe(delivery) {
+  const message = delivery.message;
+  const payload = JSON.stringify(JSON.parse(decoder.decode(message.payload)));
+  const headers = message.headers.map(([name, value]) => `("${name}", "${value}")`).join(', ');
+  return (
+    `id=${message.id} name=${message.name} topic=${message.topic} payload=${payload} ` +
+    `published=${message.publishedAt} due=${message.deliverAt} headers=[${headers}] ` +
+    `queue=${delivery.queue} attempt=${delivery.attempt}`
+  );
+}
+
+export const destination = {
+  describe() {
+    return {
+      name: 'echo-destination-js',
+      version: '0.1.0',
+      subscriptions: [{ queue: 'echo', topic: 'echo', events: ['event'] }],
+    };
+  },
+
+  deliver(batch) {
+    return batch.map((delivery) => {
+      const payload = JSON.parse(decoder.decode(delivery.message.payload));
+      return payload.describe === true ? { tag: 'fatal', val: describe(delivery) } : { tag: 'ok' };
+    });
+  },
+};
