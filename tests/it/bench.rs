@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use courier::bench::{BenchArgs, Report};
+use courier::bench::{BenchArgs, Report, Spread};
 use courier::config::{Database, Settings};
 use courier_tests::postgres::TestDatabase;
 use serde_json::Value;
@@ -172,6 +172,14 @@ fn bad_arguments_are_refused_with_a_clear_message() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--duration"), "{stderr}");
+
+    let output = Command::new(BINARY)
+        .args(["bench", "--rounds", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--rounds"), "{stderr}");
 }
 
 #[tokio::test]
@@ -192,5 +200,130 @@ async fn a_missing_plugin_file_is_named_in_the_error() {
     assert!(
         stderr.contains("cannot read the plugin /nonexistent/plugin.wasm"),
         "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn rounds_alternate_between_plugins_and_compare_each_with_the_first() {
+    let database = TestDatabase::new().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let settings = bench_settings(&database, data_dir.path());
+    let first = data_dir.path().join("first.wasm");
+    let second = data_dir.path().join("second.wasm");
+    std::fs::copy(courier_tests::components::NOOP, &first).unwrap();
+    std::fs::copy(courier_tests::components::NOOP, &second).unwrap();
+    let (first, second) = (first.display().to_string(), second.display().to_string());
+    let args = bench_args(&[
+        "--messages",
+        "300",
+        "--rounds",
+        "2",
+        "--plugin",
+        &first,
+        "--plugin",
+        &second,
+    ]);
+    let comparison = courier::bench::compare(&settings, &args, false)
+        .await
+        .unwrap_or_else(|error| panic!("the comparison failed: {error:#}"));
+
+    // Round 1 of each plugin in the order given, then round 2: A, B, A, B.
+    let order: Vec<&str> = comparison
+        .runs
+        .iter()
+        .map(|run| run.plugin.as_str())
+        .collect();
+    assert_eq!(order, [&first, &second, &first, &second]);
+    for run in &comparison.runs {
+        assert_eq!((run.published, run.delivered), (300, 300), "{run:?}");
+        assert_eq!((run.retried, run.dead, run.left_in_outbox), (0, 0, 0));
+    }
+
+    assert_eq!(comparison.rounds, 2);
+    let [a, b] = &comparison.plugins[..] else {
+        panic!("one summary per plugin: {comparison:?}");
+    };
+    assert_eq!((a.plugin.as_str(), b.plugin.as_str()), (&*first, &*second));
+    let rates = |plugin: &str| -> Vec<f64> {
+        let mut rates: Vec<f64> = comparison
+            .runs
+            .iter()
+            .filter(|run| run.plugin == plugin)
+            .map(|run| run.delivered_per_second)
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        rates
+    };
+    let (a_rates, b_rates) = (rates(&first), rates(&second));
+    assert_eq!(
+        a.delivered_per_second,
+        Spread {
+            median: (a_rates[0] + a_rates[1]) / 2.0,
+            min: a_rates[0],
+            max: a_rates[1]
+        }
+    );
+    assert_eq!(b.delivered_per_second.min, b_rates[0]);
+    assert_eq!(b.delivered_per_second.max, b_rates[1]);
+    // The first plugin is the yardstick; the second is compared round by round.
+    assert!(a.ratio_to_first.is_none());
+    let ratio = b.ratio_to_first.expect("a ratio to the first plugin");
+    let per_round: Vec<f64> = comparison
+        .runs
+        .chunks(2)
+        .map(|round| round[1].delivered_per_second / round[0].delivered_per_second)
+        .collect();
+    assert_eq!(ratio, Spread::of(per_round).unwrap());
+    assert!(a.p99_ms.is_none(), "drain measures no latency");
+
+    let table = comparison.table();
+    assert!(table.contains("run   4"), "{table}");
+    assert!(table.contains(&format!("vs {first}")), "{table}");
+}
+
+#[tokio::test]
+async fn the_binary_prints_every_run_of_a_comparison_as_one_json_object() {
+    let database = TestDatabase::new().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BINARY)
+        .args([
+            "bench",
+            "--messages",
+            "200",
+            "--rounds",
+            "2",
+            "--json",
+            "--database-url",
+        ])
+        .arg(database.url())
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env_remove("COURIER_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "courier bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let comparison: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|error| panic!("not one JSON object ({error}): {stdout}"));
+    assert_eq!(comparison["rounds"], 2);
+    let runs = comparison["runs"].as_array().expect("a list of runs");
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        assert_eq!(run["plugin"], "noop (built-in)");
+        assert_eq!(run["delivered"], 200);
+    }
+    let plugins = comparison["plugins"].as_array().expect("a list of plugins");
+    assert_eq!(plugins.len(), 1);
+    assert_eq!(plugins[0]["plugin"], "noop (built-in)");
+    assert!(plugins[0]["ratio_to_first"].is_null());
+    assert!(
+        plugins[0]["delivered_per_second"]["median"]
+            .as_f64()
+            .unwrap()
+            > 0.0
     );
 }

@@ -8,10 +8,14 @@
 //!   call probe timestamps every delivery just before its plugin call.
 //! - `--mode idle`: no traffic for `--duration`: what an idle host costs.
 //!
+//! `--rounds N` (and `--plugin` given more than once) repeats the run, alternating between the
+//! plugins, and reports every run and each plugin's median and ratio to the first.
+//!
 //! The database is a throw-away embedded cluster (durable settings: fsync and synchronous
 //! commit on) unless `--database-url` is given; then the run uses a schema of its own, dropped
 //! at the end. The plugin is the built-in no-op Rust component unless `--plugin` is given.
 
+mod compare;
 mod latency;
 mod report;
 mod usage;
@@ -30,6 +34,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
+pub use compare::{Comparison, PluginSummary, Spread};
 pub use latency::{Percentiles, StartLatencies};
 pub use report::Report;
 pub use usage::{ProcessUsage, postgres_cpu, thread_cpu};
@@ -81,9 +86,14 @@ pub struct BenchArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
     pub duration: Duration,
     /// The plugin component to deliver to (default: the built-in no-op Rust handler). Its
-    /// first subscription's topic and event are published.
+    /// first subscription's topic and event are published. Give it more than once to compare
+    /// plugins: the runs alternate between them, and each is compared with the first.
     #[arg(long, value_name = "PATH")]
-    pub plugin: Option<PathBuf>,
+    pub plugin: Vec<PathBuf>,
+    /// Runs per plugin, alternating between the plugins, each on a fresh database; the report
+    /// gives every run and, per plugin, the median and the spread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
     /// Queues subscribed to the topic: every message is copied into each (one plugin copy per
     /// queue).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -136,25 +146,84 @@ fn parse_duration_arg(text: &str) -> Result<Duration, String> {
 }
 
 /// Runs the benchmark and prints its report on stdout (the progress bar goes to stderr when
-/// it is a terminal).
+/// it is a terminal): one run's, or with several plugins or rounds the comparison's.
 pub async fn run(settings: &Settings, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let progress = std::io::stderr().is_terminal();
-    let report = measure(settings, args, progress).await?;
+    let (json, table) = if args.plugin.len() > 1 || args.rounds > 1 {
+        let comparison = compare(settings, args, progress).await?;
+        (serde_json::to_string(&comparison)?, comparison.table())
+    } else {
+        let report = measure(settings, args, progress).await?;
+        (serde_json::to_string(&report)?, report.table())
+    };
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
+        writeln!(stdout, "{json}")?;
     } else {
-        write!(stdout, "{}", report.table())?;
+        write!(stdout, "{table}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the benchmark described by `args` and returns what it measured. `settings` gives the
-/// database (`--database-url`, or the embedded default) and the host settings (poll interval,
-/// lease, claim batch size) the hosts run with. `progress` draws a progress bar on stderr.
+/// Runs the benchmark described by `args` once, with the first `--plugin` (or the built-in
+/// no-op), and returns what it measured. `settings` gives the database (`--database-url`, or
+/// the embedded default) and the host settings (poll interval, lease, claim batch size) the
+/// hosts run with. `progress` draws a progress bar on stderr.
 pub async fn measure(
     settings: &Settings,
     args: &BenchArgs,
+    progress: bool,
+) -> anyhow::Result<Report> {
+    measure_plugin(
+        settings,
+        args,
+        args.plugin.first().map(PathBuf::as_path),
+        progress,
+    )
+    .await
+}
+
+/// Runs the benchmark `--rounds` times per `--plugin` (or for the built-in no-op),
+/// alternating between the plugins, each run on a fresh database (a new embedded cluster, or
+/// a new schema). With `progress`, each run's line goes to stderr as it ends. A run that
+/// fails ends the comparison with its error, naming the run.
+pub async fn compare(
+    settings: &Settings,
+    args: &BenchArgs,
+    progress: bool,
+) -> anyhow::Result<Comparison> {
+    let plugins: Vec<Option<&Path>> = if args.plugin.is_empty() {
+        vec![None]
+    } else {
+        args.plugin
+            .iter()
+            .map(|path| Some(path.as_path()))
+            .collect()
+    };
+    let total = args.rounds as usize * plugins.len();
+    let mut runs = Vec::with_capacity(total);
+    for round in 1..=args.rounds {
+        for &plugin in &plugins {
+            let report = measure_plugin(settings, args, plugin, progress)
+                .await
+                .with_context(|| format!("run {} of {total} (round {round})", runs.len() + 1))?;
+            if progress {
+                eprintln!(
+                    "run {:>3}/{total}  {}",
+                    runs.len() + 1,
+                    compare::run_line(&report, 0)
+                );
+            }
+            runs.push(report);
+        }
+    }
+    Ok(Comparison::new(args.rounds, plugins.len(), runs))
+}
+
+async fn measure_plugin(
+    settings: &Settings,
+    args: &BenchArgs,
+    plugin: Option<&Path>,
     progress: bool,
 ) -> anyhow::Result<Report> {
     let work = tempfile::Builder::new()
@@ -162,7 +231,7 @@ pub async fn measure(
         .tempdir()
         .context("creating a temporary directory for the benchmark")?;
     let database = BenchDatabase::open(settings, work.path()).await?;
-    let result = Bench::prepare(settings, args, &database, work.path(), progress).await;
+    let result = Bench::prepare(settings, args, plugin, &database, work.path(), progress).await;
     let result = match result {
         Ok(bench) => bench.run().await,
         Err(error) => Err(error),
@@ -289,11 +358,12 @@ impl<'a> Bench<'a> {
     async fn prepare(
         settings: &Settings,
         args: &'a BenchArgs,
+        plugin: Option<&Path>,
         database: &'a BenchDatabase,
         work: &Path,
         progress: bool,
     ) -> anyhow::Result<Bench<'a>> {
-        let (bytes, plugin_label) = match &args.plugin {
+        let (bytes, plugin_label) = match plugin {
             None => (NOOP_COMPONENT.to_vec(), "noop (built-in)".to_owned()),
             Some(path) => (
                 std::fs::read(path)

@@ -159,7 +159,7 @@ impl Report {
 }
 
 /// A number rounded to a whole and grouped by thousands: `45,210`.
-fn thousands(value: f64) -> String {
+pub(super) fn thousands(value: f64) -> String {
     let whole = value.round().max(0.0) as u64;
     let digits = whole.to_string();
     let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
