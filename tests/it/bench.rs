@@ -25,15 +25,16 @@ fn bench_args(args: &[&str]) -> BenchArgs {
     BenchArgs::parse(args).unwrap_or_else(|error| panic!("{error}"))
 }
 
-#[tokio::test]
-async fn the_binary_drains_2000_messages_and_reports_consistent_counts_as_json() {
-    let database = TestDatabase::new().await;
-    let data_dir = tempfile::tempdir().unwrap();
+/// Runs the binary's `courier bench ARGS --json` on `database`, its files under `data_dir`,
+/// and returns what it printed: one JSON object, nothing else, on stdout.
+fn bench_json(database: &TestDatabase, data_dir: &std::path::Path, args: &[&str]) -> Value {
     let output = Command::new(BINARY)
-        .args(["bench", "--messages", "2000", "--json", "--database-url"])
+        .arg("bench")
+        .args(args)
+        .args(["--json", "--database-url"])
         .arg(database.url())
         .arg("--data-dir")
-        .arg(data_dir.path())
+        .arg(data_dir)
         .env_remove("COURIER_DATABASE_URL")
         .output()
         .unwrap();
@@ -43,9 +44,15 @@ async fn the_binary_drains_2000_messages_and_reports_consistent_counts_as_json()
         "courier bench failed: {stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // One JSON object, nothing else, on stdout.
-    let report: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|error| panic!("not one JSON object ({error}): {stdout}"));
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|error| panic!("not one JSON object ({error}): {stdout}"))
+}
+
+#[tokio::test]
+async fn the_binary_drains_2000_messages_and_reports_consistent_counts_as_json() {
+    let database = TestDatabase::new().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let report = bench_json(&database, data_dir.path(), &["--messages", "2000"]);
     assert_eq!(report["mode"], "drain");
     assert_eq!(report["plugin"], "noop (built-in)");
     assert_eq!(report["database"], "external");
@@ -285,30 +292,11 @@ async fn rounds_alternate_between_plugins_and_compare_each_with_the_first() {
 async fn the_binary_prints_every_run_of_a_comparison_as_one_json_object() {
     let database = TestDatabase::new().await;
     let data_dir = tempfile::tempdir().unwrap();
-    let output = Command::new(BINARY)
-        .args([
-            "bench",
-            "--messages",
-            "200",
-            "--rounds",
-            "2",
-            "--json",
-            "--database-url",
-        ])
-        .arg(database.url())
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .env_remove("COURIER_DATABASE_URL")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "courier bench failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let comparison = bench_json(
+        &database,
+        data_dir.path(),
+        &["--messages", "200", "--rounds", "2"],
     );
-    let comparison: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|error| panic!("not one JSON object ({error}): {stdout}"));
     assert_eq!(comparison["rounds"], 2);
     let runs = comparison["runs"].as_array().expect("a list of runs");
     assert_eq!(runs.len(), 2);
