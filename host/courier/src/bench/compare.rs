@@ -29,13 +29,16 @@ pub struct PluginSummary {
     pub plugin: String,
     /// Deliveries per second over its runs.
     pub delivered_per_second: Spread,
-    /// Host CPU per delivery over its runs, in microseconds.
+    /// Host CPU per delivery over its runs, in microseconds (0 when nothing was delivered).
     pub host_cpu_us_per_delivery: Spread,
+    /// Host CPU over its runs, in percent of one core (what idle mode measures).
+    pub host_cpu_percent: Spread,
     /// Publish → handler start p99 over its runs, in milliseconds (steady mode).
     pub p99_ms: Option<Spread>,
     /// Deliveries per second as a share of the first plugin's in the same round (1.0 is as
     /// fast): the spread of the per-round ratios. `null` for the first plugin, and when the
-    /// first plugin delivered nothing (idle mode).
+    /// first plugin delivered nothing (idle mode). In steady mode the rate is the one asked
+    /// for: compare `p99_ms` instead.
     pub ratio_to_first: Option<Spread>,
 }
 
@@ -95,6 +98,8 @@ impl Comparison {
                         .expect("at least one round"),
                     host_cpu_us_per_delivery: Spread::of(own().map(host_cpu_us_per_delivery))
                         .expect("at least one round"),
+                    host_cpu_percent: Spread::of(own().map(|run| run.host_cpu_percent))
+                        .expect("at least one round"),
                     p99_ms: Spread::of(
                         own().filter_map(|run| run.latency.as_ref().map(|latency| latency.p99_ms)),
                     ),
@@ -137,6 +142,15 @@ impl Comparison {
             let rate = summary.delivered_per_second;
             let cpu = summary.host_cpu_us_per_delivery;
             let _ = writeln!(out, "  {}", summary.plugin);
+            if first.mode == "idle" {
+                let idle = summary.host_cpu_percent;
+                let _ = writeln!(
+                    out,
+                    "    host CPU        {:.2}% of one core ({:.2}–{:.2})",
+                    idle.median, idle.min, idle.max
+                );
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "    delivered/s     {} ({}–{})",
@@ -174,6 +188,12 @@ impl Comparison {
 /// One run in a line: its plugin (padded to `width` characters), rate and host CPU per
 /// delivery.
 pub fn run_line(run: &Report, width: usize) -> String {
+    if run.mode == "idle" {
+        return format!(
+            "{:<width$}  host CPU {:.2}% of one core",
+            run.plugin, run.host_cpu_percent
+        );
+    }
     let mut line = format!(
         "{:<width$}  {:>9}/s  {:>6.1} µs host CPU per delivery",
         run.plugin,

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, bail};
 use courier_embedded_postgres::EmbeddedPostgres;
 use courier_outbox::{NewMessage, Outbox, OutboxOptions, Route};
-use courier_runtime::{PluginSettings, Runtime, RuntimeConfig};
+use courier_runtime::{PluginSettings, Runtime, RuntimeConfig, Subscription};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -185,8 +185,10 @@ pub async fn measure(
 
 /// Runs the benchmark `--rounds` times per `--plugin` (or for the built-in no-op),
 /// alternating between the plugins, each run on a fresh database (a new embedded cluster, or
-/// a new schema). With `progress`, each run's line goes to stderr as it ends. A run that
-/// fails ends the comparison with its error, naming the run.
+/// a new schema). Every plugin is loaded (and compiled into the cache) before the first run,
+/// so that a plugin that cannot run stops the comparison before it starts and no run
+/// compiles. Each run's line goes to stderr as it ends. A run that fails ends the comparison
+/// with its error, naming the run and its plugin.
 pub async fn compare(
     settings: &Settings,
     args: &BenchArgs,
@@ -200,20 +202,25 @@ pub async fn compare(
             .map(|path| Some(path.as_path()))
             .collect()
     };
+    let mut labels = Vec::with_capacity(plugins.len());
+    for &plugin in &plugins {
+        labels.push(BenchPlugin::load(settings, plugin).await?.label);
+    }
+    let width = labels.iter().map(|label| label.chars().count()).max();
     let total = args.rounds as usize * plugins.len();
     let mut runs = Vec::with_capacity(total);
     for round in 1..=args.rounds {
-        for &plugin in &plugins {
+        for (&plugin, label) in plugins.iter().zip(&labels) {
             let report = measure_plugin(settings, args, plugin, progress)
                 .await
-                .with_context(|| format!("run {} of {total} (round {round})", runs.len() + 1))?;
-            if progress {
-                eprintln!(
-                    "run {:>3}/{total}  {}",
-                    runs.len() + 1,
-                    compare::run_line(&report, 0)
-                );
-            }
+                .with_context(|| {
+                    format!("run {} of {total} (round {round}, {label})", runs.len() + 1)
+                })?;
+            eprintln!(
+                "run {:>3}/{total}  {}",
+                runs.len() + 1,
+                compare::run_line(&report, width.unwrap_or(0))
+            );
             runs.push(report);
         }
     }
@@ -226,6 +233,8 @@ async fn measure_plugin(
     plugin: Option<&Path>,
     progress: bool,
 ) -> anyhow::Result<Report> {
+    // The run's own peak, not an earlier run's (or compiler's) in this process.
+    usage::reset_peak_rss();
     let work = tempfile::Builder::new()
         .prefix("courier-bench-")
         .tempdir()
@@ -329,6 +338,54 @@ fn open_up_for_postgres(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open up {}", dir.display()))
 }
 
+/// The plugin a run delivers to: its bytes, its name in reports, and the subscription whose
+/// topic and event the run publishes.
+struct BenchPlugin {
+    bytes: Vec<u8>,
+    label: String,
+    subscription: Subscription,
+}
+
+impl BenchPlugin {
+    /// Reads the plugin (`None`: the built-in no-op) and loads it once: that compiles it into
+    /// the compiled-plugin cache `courier run` uses (`cache_dir`), which the hosts share, so a
+    /// later load of the same plugin starts without compiling it again.
+    async fn load(settings: &Settings, plugin: Option<&Path>) -> anyhow::Result<BenchPlugin> {
+        let (bytes, label) = match plugin {
+            None => (NOOP_COMPONENT.to_vec(), "noop (built-in)".to_owned()),
+            Some(path) => (
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read the plugin {}", path.display()))?,
+                path.display().to_string(),
+            ),
+        };
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(settings.cache_dir.clone()),
+            ..RuntimeConfig::default()
+        })
+        .context("starting the plugin runtime")?;
+        let loaded = runtime
+            .load(bytes.clone(), PluginSettings::default())
+            .await
+            .with_context(|| format!("{label} is not a usable Courier plugin"))?;
+        let subscription = loaded
+            .info()
+            .subscriptions
+            .first()
+            .cloned()
+            .with_context(|| {
+                format!(
+                    "{label} subscribes to nothing: a benchmark needs a topic and event to publish"
+                )
+            })?;
+        Ok(BenchPlugin {
+            bytes,
+            label,
+            subscription,
+        })
+    }
+}
+
 /// One plugin copy: its file name in the plugins directory and the queue it serves.
 #[derive(Debug, Clone)]
 struct PluginCopy {
@@ -363,32 +420,12 @@ impl<'a> Bench<'a> {
         work: &Path,
         progress: bool,
     ) -> anyhow::Result<Bench<'a>> {
-        let (bytes, plugin_label) = match plugin {
-            None => (NOOP_COMPONENT.to_vec(), "noop (built-in)".to_owned()),
-            Some(path) => (
-                std::fs::read(path)
-                    .with_context(|| format!("cannot read the plugin {}", path.display()))?,
-                path.display().to_string(),
-            ),
-        };
-        // Compile once into the compiled-plugin cache `courier run` uses (`cache_dir`), which
-        // the hosts share, and learn what the plugin serves. A second run of the same plugin
-        // starts without compiling it again.
+        let BenchPlugin {
+            bytes,
+            label: plugin_label,
+            subscription,
+        } = BenchPlugin::load(settings, plugin).await?;
         let cache_dir = settings.cache_dir.clone();
-        let subscription = {
-            let runtime = Runtime::new(RuntimeConfig {
-                cache_dir: Some(cache_dir.clone()),
-                ..RuntimeConfig::default()
-            })
-            .context("starting the plugin runtime")?;
-            let plugin = runtime
-                .load(bytes.clone(), PluginSettings::default())
-                .await
-                .with_context(|| format!("{plugin_label} is not a usable Courier plugin"))?;
-            plugin.info().subscriptions.first().cloned().with_context(|| {
-                format!("{plugin_label} subscribes to nothing: a benchmark needs a topic and event to publish")
-            })?
-        };
         let event = subscription
             .events
             .first()

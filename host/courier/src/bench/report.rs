@@ -60,7 +60,8 @@ pub struct Report {
     pub host_cpu_seconds: f64,
     /// `host_cpu_seconds` as a share of one core over `deliver_seconds`, in percent.
     pub host_cpu_percent: f64,
-    /// The process's peak resident set size, in bytes.
+    /// The process's peak resident set size during the run, in bytes: from the RSS at its
+    /// start, so in a comparison memory still held from earlier runs counts.
     pub peak_rss_bytes: u64,
     /// CPU seconds of the embedded Postgres (every process of it) during `deliver_seconds`;
     /// `null` for an external server.

@@ -5,12 +5,14 @@
 
 use std::time::Duration;
 
-/// CPU time and peak RSS of this process, from `getrusage(RUSAGE_SELF)`.
+/// CPU time and peak RSS of this process, from `getrusage(RUSAGE_SELF)` and
+/// `/proc/self/status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProcessUsage {
     /// User plus system CPU time.
     pub cpu: Duration,
-    /// The largest resident set size so far, in bytes.
+    /// The largest resident set size since the process started or since
+    /// [`reset_peak_rss`], in bytes.
     pub peak_rss_bytes: u64,
 }
 
@@ -20,10 +22,32 @@ impl ProcessUsage {
         let usage = rusage(libc::RUSAGE_SELF);
         ProcessUsage {
             cpu: cpu_of(&usage),
-            // Linux reports kibibytes.
-            peak_rss_bytes: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+            // `VmHWM` is the peak that `reset_peak_rss` resets; `ru_maxrss` (the same peak,
+            // never reset; Linux reports kibibytes) where `/proc` is not readable.
+            peak_rss_bytes: status_kib("VmHWM:")
+                .unwrap_or_else(|| u64::try_from(usage.ru_maxrss).unwrap_or(0))
+                * 1024,
         }
     }
+}
+
+/// Starts the peak RSS over from the current RSS (Linux's `/proc/self/clear_refs`), so that
+/// one run of several in a process reports its own peak. False where that is not possible:
+/// then the peak is the process's.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// A `KEY: N kB` line of `/proc/self/status`, in kibibytes.
+fn status_kib(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with(key))?;
+    line[key.len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// CPU time of the calling thread, from `getrusage(RUSAGE_THREAD)`.
@@ -163,5 +187,18 @@ mod tests {
         // This process is alive and has no children: its own time.
         let own = postgres_cpu(std::process::id()).expect("our own /proc entry");
         assert!(own > Duration::ZERO);
+    }
+
+    #[test]
+    fn the_peak_rss_starts_over_when_reset() {
+        let touched = std::hint::black_box(vec![1u8; 64 << 20]);
+        let peak = ProcessUsage::now().peak_rss_bytes;
+        drop(touched);
+        assert!(reset_peak_rss(), "/proc/self/clear_refs is not writable");
+        let after = ProcessUsage::now().peak_rss_bytes;
+        assert!(
+            after + (32 << 20) < peak,
+            "the peak stayed at {after} bytes after a reset (was {peak})"
+        );
     }
 }
