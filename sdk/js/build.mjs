@@ -142,6 +142,14 @@ function liftFromOneBuffer(lifting) {
   if (!lifting.includes('$memory.buffer') && !lifting.includes('dataView($memory)')) {
     return lifting;
   }
+  // Only for lifting that reads what the host wrote: no allocation, no write, no code that
+  // runs later, and no names of its own that these would shadow.
+  if (/\$realloc|\bawait\b|=>|\bfunction\b|\.set\w*\(|\$buffer\b|\$view\b/.test(lifting)) {
+    throw new Error(
+      "componentize-js's generated lifting allocates, writes or defers (or already names " +
+        '`$buffer` or `$view`): update build.mjs for this componentize-js version',
+    );
+  }
   const lifted = lifting
     .replaceAll('$memory.buffer', '$buffer')
     .replaceAll('dataView($memory)', '($view ??= new DataView($buffer))');

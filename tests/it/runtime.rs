@@ -492,8 +492,9 @@ async fn a_javascript_destination_receives_every_field_of_a_batch_as_sent() {
     assert_receives_every_field_as_sent(ECHO_DESTINATION_JS).await;
 }
 
-/// Delivers a batch of two deliveries, one with headers, and one of them alone, to an echo
-/// destination: each answer spells out every field as the plugin received it.
+/// Delivers a batch of a large delivery and two described ones, one with headers, then one of
+/// them alone, to an echo destination: each described answer spells out every field as the
+/// plugin received it.
 async fn assert_receives_every_field_as_sent(path: &str) {
     let plugin = load(path, capture(Limits::default())).await;
     let described = |id: Uuid, headers: &str, queue: &str, attempt: u32| Outcome::Fatal {
@@ -517,10 +518,21 @@ async fn assert_receives_every_field_as_sent(path: &str) {
     second.queue = "orders-eu".into();
     second.attempt = 1;
 
-    let batch = plugin.deliver(&[first.clone(), second.clone()]).await;
+    // A first delivery with a payload of 4 MiB: lifting it grows the guest's memory before
+    // the others are lifted.
+    let large = delivery(
+        "order.placed",
+        &format!(r#"{{"pad": "{}"}}"#, "x".repeat(4 << 20)),
+        "orders",
+    );
+
+    let batch = plugin
+        .deliver(&[large, first.clone(), second.clone()])
+        .await;
     assert_eq!(
         batch.result,
         Ok(vec![
+            Outcome::Ok,
             described(
                 first.message.id,
                 r#"[("trace-id", "abc"), ("tenant", "é")]"#,

@@ -1,7 +1,8 @@
 // A test guest: the `destination` world in JavaScript. Like the Rust echo destination, it
 // answers each delivery of a batch ok, or, when its payload is `{"describe": true}`, fatal
 // with every field of the delivery as it arrived, in the same words: the host compares the
-// two, so a field lifted wrongly from a batch shows.
+// two, so a field lifted wrongly from a batch shows. (Headers are quoted as Rust's `{:?}`
+// quotes them only for names and values without `"` or `\`, as in the test.)
 const decoder = new TextDecoder();
 
 function describe(delivery) {
