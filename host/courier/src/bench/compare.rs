@@ -185,8 +185,8 @@ impl Comparison {
     }
 }
 
-/// One run in a line: its plugin (padded to `width` characters), rate and host CPU per
-/// delivery.
+/// One run in a line: its plugin (padded to `width` characters), rate, host CPU per
+/// delivery and peak RSS.
 pub fn run_line(run: &Report, width: usize) -> String {
     if run.mode == "idle" {
         return format!(
@@ -203,6 +203,11 @@ pub fn run_line(run: &Report, width: usize) -> String {
     if let Some(latency) = &run.latency {
         let _ = write!(line, "  p99 {:.2} ms", latency.p99_ms);
     }
+    let _ = write!(
+        line,
+        "  peak RSS {:.0} MiB",
+        run.peak_rss_bytes as f64 / (1 << 20) as f64
+    );
     if run.retried > 0 || run.dead > 0 || run.left_in_outbox > 0 {
         let _ = write!(
             line,
