@@ -164,29 +164,15 @@ async fn idle_mode_publishes_and_delivers_nothing() {
 
 #[test]
 fn bad_arguments_are_refused_with_a_clear_message() {
-    let output = Command::new(BINARY)
-        .args(["bench", "--fanout", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--fanout"), "{stderr}");
-
-    let output = Command::new(BINARY)
-        .args(["bench", "--duration", "soon"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--duration"), "{stderr}");
-
-    let output = Command::new(BINARY)
-        .args(["bench", "--rounds", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--rounds"), "{stderr}");
+    for (flag, value) in [("--fanout", "0"), ("--duration", "soon"), ("--rounds", "0")] {
+        let output = Command::new(BINARY)
+            .args(["bench", flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{stderr}");
+    }
 }
 
 #[tokio::test]
@@ -314,4 +300,25 @@ async fn the_binary_prints_every_run_of_a_comparison_as_one_json_object() {
             .unwrap()
             > 0.0
     );
+}
+
+#[tokio::test]
+async fn a_compared_plugin_that_cannot_run_stops_the_comparison_before_any_run() {
+    let database = TestDatabase::new().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let settings = bench_settings(&database, data_dir.path());
+    let good = data_dir.path().join("good.wasm");
+    std::fs::copy(courier_tests::components::NOOP, &good).unwrap();
+    let good = good.display().to_string();
+    let args = bench_args(&["--plugin", &good, "--plugin", "/nonexistent/plugin.wasm"]);
+    let error = courier::bench::compare(&settings, &args, false)
+        .await
+        .expect_err("a missing plugin fails the comparison");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("cannot read the plugin /nonexistent/plugin.wasm"),
+        "{message}"
+    );
+    // Found while loading the plugins, before run 1 (not as "run 2 of 2" after it).
+    assert!(!message.contains("run "), "{message}");
 }

@@ -5,12 +5,11 @@
 // quotes them only for names and values without `"` or `\`, as in the test.)
 const decoder = new TextDecoder();
 
-function describe(delivery) {
+function describe(delivery, payload) {
   const message = delivery.message;
-  const payload = JSON.stringify(JSON.parse(decoder.decode(message.payload)));
   const headers = message.headers.map(([name, value]) => `("${name}", "${value}")`).join(', ');
   return (
-    `id=${message.id} name=${message.name} topic=${message.topic} payload=${payload} ` +
+    `id=${message.id} name=${message.name} topic=${message.topic} payload=${JSON.stringify(payload)} ` +
     `published=${message.publishedAt} due=${message.deliverAt} headers=[${headers}] ` +
     `queue=${delivery.queue} attempt=${delivery.attempt}`
   );
@@ -28,7 +27,9 @@ export const destination = {
   deliver(batch) {
     return batch.map((delivery) => {
       const payload = JSON.parse(decoder.decode(delivery.message.payload));
-      return payload.describe === true ? { tag: 'fatal', val: describe(delivery) } : { tag: 'ok' };
+      return payload.describe === true
+        ? { tag: 'fatal', val: describe(delivery, payload) }
+        : { tag: 'ok' };
     });
   },
 };

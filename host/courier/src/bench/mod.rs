@@ -174,13 +174,8 @@ pub async fn measure(
     args: &BenchArgs,
     progress: bool,
 ) -> anyhow::Result<Report> {
-    measure_plugin(
-        settings,
-        args,
-        args.plugin.first().map(PathBuf::as_path),
-        progress,
-    )
-    .await
+    let plugin = BenchPlugin::load(settings, args.plugin.first().map(PathBuf::as_path)).await?;
+    measure_plugin(settings, args, &plugin, progress).await
 }
 
 /// Runs the benchmark `--rounds` times per `--plugin` (or for the built-in no-op),
@@ -194,7 +189,7 @@ pub async fn compare(
     args: &BenchArgs,
     progress: bool,
 ) -> anyhow::Result<Comparison> {
-    let plugins: Vec<Option<&Path>> = if args.plugin.is_empty() {
+    let paths: Vec<Option<&Path>> = if args.plugin.is_empty() {
         vec![None]
     } else {
         args.plugin
@@ -202,24 +197,29 @@ pub async fn compare(
             .map(|path| Some(path.as_path()))
             .collect()
     };
-    let mut labels = Vec::with_capacity(plugins.len());
-    for &plugin in &plugins {
-        labels.push(BenchPlugin::load(settings, plugin).await?.label);
+    let mut plugins = Vec::with_capacity(paths.len());
+    for path in paths {
+        plugins.push(BenchPlugin::load(settings, path).await?);
     }
-    let width = labels.iter().map(|label| label.chars().count()).max();
+    let width = plugins
+        .iter()
+        .map(|plugin| plugin.label.chars().count())
+        .max()
+        .unwrap_or(0);
     let total = args.rounds as usize * plugins.len();
     let mut runs = Vec::with_capacity(total);
     for round in 1..=args.rounds {
-        for (&plugin, label) in plugins.iter().zip(&labels) {
+        for plugin in &plugins {
             let report = measure_plugin(settings, args, plugin, progress)
                 .await
                 .with_context(|| {
+                    let label = &plugin.label;
                     format!("run {} of {total} (round {round}, {label})", runs.len() + 1)
                 })?;
             eprintln!(
                 "run {:>3}/{total}  {}",
                 runs.len() + 1,
-                compare::run_line(&report, width.unwrap_or(0))
+                compare::run_line(&report, width)
             );
             runs.push(report);
         }
@@ -230,7 +230,7 @@ pub async fn compare(
 async fn measure_plugin(
     settings: &Settings,
     args: &BenchArgs,
-    plugin: Option<&Path>,
+    plugin: &BenchPlugin,
     progress: bool,
 ) -> anyhow::Result<Report> {
     // The run's own peak, not an earlier run's (or compiler's) in this process.
@@ -347,9 +347,10 @@ struct BenchPlugin {
 }
 
 impl BenchPlugin {
-    /// Reads the plugin (`None`: the built-in no-op) and loads it once: that compiles it into
-    /// the compiled-plugin cache `courier run` uses (`cache_dir`), which the hosts share, so a
-    /// later load of the same plugin starts without compiling it again.
+    /// Reads the plugin (`None`: the built-in no-op) and loads it once, before any run: that
+    /// checks it and compiles it into the compiled-plugin cache `courier run` uses
+    /// (`cache_dir`), which the hosts share, so that their loads, in every run, start without
+    /// compiling it again.
     async fn load(settings: &Settings, plugin: Option<&Path>) -> anyhow::Result<BenchPlugin> {
         let (bytes, label) = match plugin {
             None => (NOOP_COMPONENT.to_vec(), "noop (built-in)".to_owned()),
@@ -415,16 +416,16 @@ impl<'a> Bench<'a> {
     async fn prepare(
         settings: &Settings,
         args: &'a BenchArgs,
-        plugin: Option<&Path>,
+        plugin: &BenchPlugin,
         database: &'a BenchDatabase,
         work: &Path,
         progress: bool,
     ) -> anyhow::Result<Bench<'a>> {
         let BenchPlugin {
             bytes,
-            label: plugin_label,
+            label,
             subscription,
-        } = BenchPlugin::load(settings, plugin).await?;
+        } = plugin;
         let cache_dir = settings.cache_dir.clone();
         let event = subscription
             .events
@@ -494,7 +495,7 @@ impl<'a> Bench<'a> {
                 toml_string(event),
             );
             std::fs::write(plugins_dir.join(format!("{}.toml", copy.name)), sidecar)?;
-            std::fs::write(plugins_dir.join(format!("{}.wasm", copy.name)), &bytes)?;
+            std::fs::write(plugins_dir.join(format!("{}.wasm", copy.name)), bytes)?;
         }
         let counters = hosts
             .iter()
@@ -520,7 +521,7 @@ impl<'a> Bench<'a> {
             copies,
             counters,
             latencies,
-            plugin_label,
+            plugin_label: label.clone(),
             message_name,
             payload,
             claim_batch_size,
