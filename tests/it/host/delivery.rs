@@ -53,10 +53,11 @@ async fn sql_and_http_publishes_are_delivered_and_follow_ups_reach_a_second_plug
     // Each delivery published one `email.sent`, delivered to the second plugin.
     let sent = host.wait_delivered("sent", 3).await;
     assert_eq!((sent.delivered, sent.dead), (3, 0));
-    assert_eq!(
-        host.metric("courier_delivered_total{plugin=\"welcome-email\",queue=\"emails\"}"),
-        3.0
-    );
+    host.wait_metric(
+        "courier_delivered_total{plugin=\"welcome-email\",queue=\"emails\"}",
+        3.0,
+    )
+    .await;
     assert_eq!(host.metric("courier_published_total{source=\"http\"}"), 2.0);
     assert_eq!(
         host.metric("courier_published_total{source=\"plugin\"}"),
@@ -80,12 +81,10 @@ async fn a_flaky_plugin_is_retried_until_it_succeeds() {
     let flaky = host.wait_delivered("flaky", 1).await;
     assert_eq!(flaky.dead, 0);
     let labels = "{plugin=\"flaky\",queue=\"flaky\"}";
+    host.wait_metric(&format!("courier_delivered_total{labels}"), 1.0)
+        .await;
     assert_eq!(host.metric(&format!("courier_retried_total{labels}")), 2.0);
     assert_eq!(host.metric(&format!("courier_calls_total{labels}")), 3.0);
-    assert_eq!(
-        host.metric(&format!("courier_delivered_total{labels}")),
-        1.0
-    );
     host.stop().await;
 }
 
@@ -169,10 +168,11 @@ async fn a_fatal_outcome_is_dead_lettered_then_redriven_to_a_fixed_plugin() {
     assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
     let emails = host.wait_delivered("emails", 1).await;
     assert_eq!(emails.dead, 0);
-    assert_eq!(
-        host.metric("courier_delivered_total{plugin=\"fixed-email\",queue=\"emails\"}"),
-        1.0
-    );
+    host.wait_metric(
+        "courier_delivered_total{plugin=\"fixed-email\",queue=\"emails\"}",
+        1.0,
+    )
+    .await;
 
     // Redriving it again finds nothing.
     let response = api_client::send(host.address(), Method::POST, &path, None, None)

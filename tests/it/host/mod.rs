@@ -92,6 +92,16 @@ impl TestHost {
         metric_value(&self.host.metrics().encode(), line_start)
     }
 
+    /// Waits until a metric line of the host reads `value`. Outcome counters move after the
+    /// outcome is committed, so a test that saw the delivery in the database waits for them.
+    pub async fn wait_metric(&self, line_start: &str, value: f64) {
+        let what = format!("{line_start} = {value}");
+        eventually(&what, || async {
+            (self.metric(line_start) == value).then_some(())
+        })
+        .await
+    }
+
     /// The API's base address.
     pub fn address(&self) -> std::net::SocketAddr {
         self.host.api_address()
