@@ -307,10 +307,12 @@ async fn a_compared_plugin_that_cannot_run_stops_the_comparison_before_any_run()
     let database = TestDatabase::new().await;
     let data_dir = tempfile::tempdir().unwrap();
     let settings = bench_settings(&database, data_dir.path());
-    let good = data_dir.path().join("good.wasm");
-    std::fs::copy(courier_tests::components::NOOP, &good).unwrap();
-    let good = good.display().to_string();
-    let args = bench_args(&["--plugin", &good, "--plugin", "/nonexistent/plugin.wasm"]);
+    let args = bench_args(&[
+        "--plugin",
+        courier_tests::components::NOOP,
+        "--plugin",
+        "/nonexistent/plugin.wasm",
+    ]);
     let error = courier::bench::compare(&settings, &args, false)
         .await
         .expect_err("a missing plugin fails the comparison");
