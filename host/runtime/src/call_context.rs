@@ -362,6 +362,9 @@ mod tests {
         context.begin(tags("second"), LogMode::Tracing);
         let events = QueueAndMessage::default();
         tracing::subscriber::with_default(events.clone(), || {
+            // Another test's thread may have registered these callsites while this subscriber
+            // was being set, caching "no interest": ask every callsite again, with it in place.
+            tracing::callsite::rebuild_interest_cache();
             context.log_for(&first, LogLevel::Warn, LogSource::Host, "late".to_string());
             context.log(LogLevel::Info, LogSource::Plugin, "now".to_string());
         });
