@@ -16,6 +16,8 @@ use courier_tests::components::{
 };
 use uuid::Uuid;
 
+mod compiler;
+
 /// A runtime with a small pool, sharing one compiled-artifact cache across tests and runs.
 fn runtime() -> Runtime {
     runtime_with_cache(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("runtime-cache"))

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod compile_plugin;
 pub mod plugins_check;
 pub mod streams;
 pub mod test;
@@ -53,6 +54,9 @@ pub enum Command {
     /// embedded Postgres unless a database URL is given) and prints throughput, latency, CPU
     /// and memory.
     Bench(crate::bench::BenchArgs),
+    /// Compiles a plugin for the host's cache in a process of its own (run by the host).
+    #[command(hide = true)]
+    CompilePlugin(compile_plugin::CompileArgs),
 }
 
 /// `courier plugins [--json]` (the running host's plugins) or `courier plugins check FILE`.
@@ -113,6 +117,7 @@ where
 pub fn run_offline(command: Command, streams: &mut Streams<'_>) -> Result<ExitCode, Box<Command>> {
     match command {
         Command::Test(args) => Ok(test::run(args, streams)),
+        Command::CompilePlugin(args) => Ok(compile_plugin::run(args, streams)),
         Command::Plugins(PluginsGroup {
             command: Some(PluginsCommand::Check(args)),
             ..
@@ -183,7 +188,10 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         Command::Plugins(PluginsGroup {
             command: Some(_), ..
         })
-        | Command::Test(_) => unreachable!("offline commands run before the settings load"),
+        | Command::Test(_)
+        | Command::CompilePlugin(_) => {
+            unreachable!("offline commands run before the settings load")
+        }
         Command::DeadLetters(command) => commands::dead_letters::run(&settings, &command).await,
         Command::Bench(args) => crate::bench::run(&settings, &args).await,
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use courier_runtime::{Runtime, RuntimeConfig};
+use courier_runtime::{CompilerCommand, Runtime, RuntimeConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -52,6 +52,8 @@ pub struct HostOptions {
     pub reload_debounce: Duration,
     /// Whether to watch the plugins directory for changes.
     pub watch_plugins: bool,
+    /// The program that compiles plugins in a process of its own (`None`: in the host).
+    pub compiler: Option<CompilerCommand>,
 }
 
 impl HostOptions {
@@ -66,14 +68,29 @@ impl HostOptions {
             },
             reload_debounce: DEFAULT_DEBOUNCE,
             watch_plugins: true,
+            compiler: None,
         }
     }
 }
 
+/// This executable's `compile-plugin` as the compiler process, or none (a warning, and the
+/// host compiles in-process) when the executable's path is unknown.
+pub fn compiler_process() -> Option<CompilerCommand> {
+    crate::cli::compile_plugin::this_executable()
+        .inspect_err(|error| {
+            tracing::warn!(
+                "cannot find this executable's path, compiling plugins in-process: {error}"
+            );
+        })
+        .ok()
+}
+
 impl Host {
-    /// Starts a host with the options `courier run` uses.
+    /// Starts a host with the options `courier run` uses: it compiles plugins by running
+    /// this executable's `compile-plugin`.
     pub async fn start(settings: Settings) -> anyhow::Result<Host> {
-        let options = HostOptions::from_settings(&settings);
+        let mut options = HostOptions::from_settings(&settings);
+        options.compiler = compiler_process();
         Host::start_with(settings, options).await
     }
 
@@ -109,6 +126,7 @@ impl Host {
         }
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: Some(settings.cache_dir.clone()),
+            compiler: options.compiler.clone(),
             ..RuntimeConfig::default()
         })
         .context("starting the plugin runtime")?;

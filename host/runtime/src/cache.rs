@@ -1,6 +1,8 @@
 //! The compiled-artifact cache: a component compiled once is kept on disk as
 //! `<cache_dir>/<sha256 of the component>-<engine hash>.cwasm` and memory-mapped on later loads,
-//! so loading a known component never recompiles it.
+//! so loading a known component never recompiles it. With a compiler command configured, a
+//! cache miss is compiled in a process of its own (`crate::compiler`), and the entry it wrote
+//! is mapped like any other.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -11,6 +13,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::compiler::ChildCompile;
+use crate::engine::RuntimeConfig;
 use crate::error::LoadError;
 
 /// How a plugin's compiled code was obtained.
@@ -33,14 +37,25 @@ pub(crate) struct ComponentCache {
     /// Hex digest of the engine's compatibility hash: part of every key, so that a component
     /// compiled by another wasmtime version or configuration is never loaded.
     engine_key: String,
+    /// The engine's settings and the program that compiles for it in a process of its own
+    /// (used only with a cache directory: the process hands its work over as a cache entry).
+    config: RuntimeConfig,
+}
+
+/// Hex digest of `engine`'s compatibility hash.
+pub(crate) fn engine_key(engine: &Engine) -> String {
+    let mut hasher = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hex::encode(&hasher.0.finalize()[..8])
 }
 
 impl ComponentCache {
-    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> ComponentCache {
-        let mut hasher = Sha256Hasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_key = hex::encode(&hasher.0.finalize()[..8]);
-        ComponentCache { dir, engine_key }
+    pub fn new(engine: &Engine, config: &RuntimeConfig) -> ComponentCache {
+        ComponentCache {
+            dir: config.cache_dir.clone(),
+            engine_key: engine_key(engine),
+            config: config.clone(),
+        }
     }
 
     /// The compiled component for `bytes`, from the cache when possible. A cache entry that
@@ -76,6 +91,15 @@ impl ComponentCache {
                 ),
             }
         }
+        if let Some(component) = self.compile_in_child(engine, bytes, &path)? {
+            let stats = LoadStats {
+                compiled: true,
+                cache_file: Some(path),
+                sha256,
+                duration: started.elapsed(),
+            };
+            return Ok((component, stats));
+        }
         let component = compile(engine, bytes)?;
         match component.serialize() {
             Ok(compiled) => {
@@ -97,6 +121,34 @@ impl ComponentCache {
             duration: started.elapsed(),
         };
         Ok((component, stats))
+    }
+
+    /// Compiles `bytes` in a compiler process, when one is configured, and maps the cache
+    /// entry it wrote to `path`. `None` when the process could not do the job or its entry
+    /// cannot be used: the caller compiles in this process instead.
+    fn compile_in_child(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<Option<Component>, LoadError> {
+        let Some(compiler) = &self.config.compiler else {
+            return Ok(None);
+        };
+        let unavailable = match compiler.compile(&self.config, &self.engine_key, bytes, path) {
+            ChildCompile::Written => match deserialize(engine, path) {
+                Ok(component) => return Ok(Some(component)),
+                Err(error) => format!("its cache entry cannot be used: {error:#}"),
+            },
+            ChildCompile::Invalid(message) => return Err(LoadError::Compile(message)),
+            ChildCompile::Died(message) => return Err(LoadError::Compile(message)),
+            ChildCompile::Unavailable(message) => message,
+        };
+        tracing::warn!(
+            compiler = %compiler.program.display(),
+            "the compiler process did not compile the plugin, compiling in the host: {unavailable}"
+        );
+        Ok(None)
     }
 }
 
@@ -132,8 +184,9 @@ fn release_freed_heap() {}
 #[expect(
     unsafe_code,
     reason = "Component::deserialize_file trusts the file to be wasmtime's own output. Cache \
-              entries are written only by this module (whole, via rename), named after the \
-              engine's compatibility hash, and wasmtime still checks the header and engine \
+              entries are written only by this crate (whole, via rename: by this module, or \
+              by `compile_to_file` in a compiler process), named after the engine's \
+              compatibility hash, and wasmtime still checks the header and engine \
               compatibility before use."
 )]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
@@ -143,7 +196,7 @@ fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
 
 /// Writes `bytes` to a temporary file next to `path`, then renames it over `path`, so readers
 /// see either no file or a complete one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;

@@ -10,6 +10,7 @@ use wasmtime::{
     Config, Enabled, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig,
 };
 
+use crate::compiler::CompilerCommand;
 use crate::error::RuntimeError;
 
 /// How a [`crate::Runtime`] is set up.
@@ -29,16 +30,22 @@ pub struct RuntimeConfig {
     pub max_memory_bytes: u64,
     /// How often the epoch advances: the granularity of call deadlines.
     pub epoch_tick: Duration,
+    /// The program that compiles components in a process of its own, leaving none of the
+    /// compiler's memory behind in this one (`None`: compile in this process). Used only with
+    /// a `cache_dir`, where the process leaves the compiled component.
+    pub compiler: Option<CompilerCommand>,
 }
 
 impl Default for RuntimeConfig {
-    /// No disk cache, 1000 instances, 256 MiB per instance, a 10 ms tick.
+    /// No disk cache, 1000 instances, 256 MiB per instance, a 10 ms tick, compiling in this
+    /// process.
     fn default() -> Self {
         RuntimeConfig {
             cache_dir: None,
             max_instances: 1000,
             max_memory_bytes: 256 << 20,
             epoch_tick: Duration::from_millis(10),
+            compiler: None,
         }
     }
 }

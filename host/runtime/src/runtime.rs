@@ -74,7 +74,7 @@ impl Runtime {
             })?;
         }
         let linker = build_linker(&engine)?;
-        let cache = ComponentCache::new(&engine, config.cache_dir.clone());
+        let cache = ComponentCache::new(&engine, &config);
         let ticker = EpochTicker::start(engine.weak(), config.epoch_tick)?;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {

@@ -40,7 +40,7 @@ pub use report::Report;
 pub use usage::{ProcessUsage, postgres_cpu, thread_cpu};
 
 use crate::config::{Database, Settings};
-use crate::host::{Host, HostOptions};
+use crate::host::{Host, HostOptions, compiler_process};
 use crate::metrics::PluginQueueMetrics;
 use crate::registry::ReloadResult;
 
@@ -362,6 +362,7 @@ impl BenchPlugin {
         };
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: Some(settings.cache_dir.clone()),
+            compiler: compiler_process(),
             ..RuntimeConfig::default()
         })
         .context("starting the plugin runtime")?;
@@ -475,6 +476,7 @@ impl<'a> Bench<'a> {
             host_settings.shutdown_grace = Duration::from_secs(10);
             let mut options = HostOptions::from_settings(&host_settings);
             options.watch_plugins = false;
+            options.compiler = compiler_process();
             if args.mode == Mode::Steady {
                 options.dispatcher.call_probe = Some(latencies.probe());
             }

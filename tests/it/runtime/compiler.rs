@@ -1,0 +1,183 @@
+//! Compiling in a process of its own (`RuntimeConfig::compiler`), with the real
+//! `courier compile-plugin` and with stand-ins that fail in each way a process can.
+
+use std::path::{Path, PathBuf};
+
+use courier_runtime::{
+    CompilerCommand, LoadError, Outcome, PluginSettings, Runtime, RuntimeConfig,
+};
+use courier_tests::components::NOOP;
+
+use super::delivery;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_courier-under-test");
+
+fn runtime_compiling_with(cache_dir: &Path, compiler: CompilerCommand) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir.to_path_buf()),
+        max_instances: 16,
+        max_memory_bytes: 256 << 20,
+        compiler: Some(compiler),
+        ..RuntimeConfig::default()
+    })
+    .expect("the runtime starts")
+}
+
+/// `bash -c SCRIPT BINARY ARGS...`: the script sees the courier binary as `$0` and the
+/// compiler's arguments as `"$@"`.
+fn script(script: &str) -> CompilerCommand {
+    CompilerCommand {
+        program: PathBuf::from("bash"),
+        args: vec!["-c".into(), script.into(), BINARY.into()],
+    }
+}
+
+#[tokio::test]
+async fn the_compiler_process_writes_the_entry_the_runtime_then_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let status = dir.path().join("status");
+    // The real compiler, wrapped to record its exit status: a runtime that fell back to
+    // compiling in-process would load the plugin too.
+    let compiler = script(&format!(
+        r#""$0" compile-plugin "$@"; status=$?; echo $status > '{}'; exit $status"#,
+        status.display()
+    ));
+    let plugin = runtime_compiling_with(&cache, compiler)
+        .load_file(NOOP, PluginSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "0");
+    let stats = plugin.load_stats();
+    assert!(stats.compiled);
+    let entry = stats.cache_file.clone().unwrap();
+    assert!(entry.starts_with(&cache) && entry.exists(), "{entry:?}");
+    let report = plugin.handle(&delivery("bench.noop", "{}", "bench")).await;
+    assert_eq!(report.result, Ok(Outcome::Ok));
+
+    // The entry is the one an in-process compile would have written: a runtime without a
+    // compiler process reads it instead of compiling.
+    let again = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache),
+        max_instances: 16,
+        max_memory_bytes: 256 << 20,
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+    .load_file(NOOP, PluginSettings::default())
+    .await
+    .unwrap();
+    assert!(!again.load_stats().compiled);
+}
+
+#[tokio::test]
+async fn a_component_the_compiler_process_rejects_fails_to_load_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let compiler = script("echo 'unsupported feature: frobnication' >&2; exit 1");
+    let error = runtime_compiling_with(dir.path(), compiler)
+        .load_file(NOOP, PluginSettings::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LoadError::Compile(_)), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "cannot compile the component: unsupported feature: frobnication"
+    );
+}
+
+#[tokio::test]
+async fn a_compiler_process_that_is_killed_fails_the_load_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = runtime_compiling_with(dir.path(), script("kill -KILL $$"))
+        .load_file(NOOP, PluginSettings::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("the compiler process was killed by signal 9 (SIGKILL: out of memory?)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn where_the_compiler_process_cannot_do_the_job_the_runtime_compiles_itself() {
+    let missing = CompilerCommand {
+        program: PathBuf::from("/nonexistent/courier"),
+        args: Vec::new(),
+    };
+    let wrong_arguments = script(r#"exec "$0" compile-plugin --no-such-flag "$@""#);
+    let another_engine =
+        script(r#"args=("$@"); args[3]=0000000000000000; exec "$0" compile-plugin "${args[@]}""#);
+    for compiler in [missing, wrong_arguments, another_engine] {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin = runtime_compiling_with(dir.path(), compiler.clone())
+            .load_file(NOOP, PluginSettings::default())
+            .await
+            .unwrap_or_else(|error| panic!("{compiler:?}: {error}"));
+        assert!(plugin.load_stats().compiled);
+        let report = plugin.handle(&delivery("bench.noop", "{}", "bench")).await;
+        assert_eq!(report.result, Ok(Outcome::Ok), "{compiler:?}");
+    }
+}
+
+/// The subcommand itself: what it writes, and its exit status for each failure.
+#[test]
+fn compile_plugin_exits_with_a_status_for_each_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |key: &str, input: &[u8], out: &Path| {
+        let mut child = std::process::Command::new(BINARY)
+            .arg("compile-plugin")
+            .arg("--out")
+            .arg(out)
+            .args(["--engine-key", key])
+            .args(["--max-instances", "16", "--max-memory-bytes"])
+            .arg((256u64 << 20).to_string())
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let noop = std::fs::read(NOOP).unwrap();
+
+    // The host's key is in the name of the entry the runtime writes.
+    let cache = dir.path().join("cache");
+    let key = {
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache.clone()),
+            max_instances: 16,
+            max_memory_bytes: 256 << 20,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let plugin = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(runtime.load_file(NOOP, PluginSettings::default()))
+            .unwrap();
+        let name = plugin.load_stats().cache_file.clone().unwrap();
+        let name = name.file_stem().unwrap().to_string_lossy().into_owned();
+        name.rsplit_once('-').unwrap().1.to_owned()
+    };
+
+    let out = dir.path().join("noop.cwasm");
+    assert_eq!(run(&key, &noop, &out), (Some(0), String::new()));
+    assert!(std::fs::metadata(&out).unwrap().len() > 0);
+
+    let other = dir.path().join("other.cwasm");
+    let (status, stderr) = run("0000000000000000", &noop, &other);
+    assert_eq!(status, Some(3), "{stderr}");
+    assert!(stderr.contains("is not the host's"), "{stderr}");
+    assert!(!other.exists());
+
+    let garbage = dir.path().join("garbage.cwasm");
+    let (status, stderr) = run(&key, b"\0asm\x0d\0\x01\0garbage", &garbage);
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(!stderr.trim().is_empty());
+    assert!(!garbage.exists());
+}
