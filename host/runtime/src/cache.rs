@@ -63,28 +63,20 @@ impl ComponentCache {
     pub fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<(Component, LoadStats), LoadError> {
         let started = Instant::now();
         let sha256 = hex::encode(Sha256::digest(bytes));
+        let stats = |compiled: bool, cache_file: Option<PathBuf>| LoadStats {
+            compiled,
+            cache_file,
+            sha256: sha256.clone(),
+            duration: started.elapsed(),
+        };
         let Some(dir) = &self.dir else {
             let component = compile(engine, bytes)?;
-            let stats = LoadStats {
-                compiled: true,
-                cache_file: None,
-                sha256,
-                duration: started.elapsed(),
-            };
-            return Ok((component, stats));
+            return Ok((component, stats(true, None)));
         };
         let path = dir.join(format!("{sha256}-{}.cwasm", self.engine_key));
         if path.exists() {
             match deserialize(engine, &path) {
-                Ok(component) => {
-                    let stats = LoadStats {
-                        compiled: false,
-                        cache_file: Some(path),
-                        sha256,
-                        duration: started.elapsed(),
-                    };
-                    return Ok((component, stats));
-                }
+                Ok(component) => return Ok((component, stats(false, Some(path)))),
                 Err(error) => tracing::warn!(
                     path = %path.display(),
                     "unusable compiled-plugin cache entry, recompiling: {error:#}"
@@ -92,13 +84,7 @@ impl ComponentCache {
             }
         }
         if let Some(component) = self.compile_in_child(engine, bytes, &path)? {
-            let stats = LoadStats {
-                compiled: true,
-                cache_file: Some(path),
-                sha256,
-                duration: started.elapsed(),
-            };
-            return Ok((component, stats));
+            return Ok((component, stats(true, Some(path))));
         }
         let component = compile(engine, bytes)?;
         match component.serialize() {
@@ -114,13 +100,7 @@ impl ComponentCache {
         }
         // The serialized copy, freed by now, was as large as the compiled code.
         release_freed_heap();
-        let stats = LoadStats {
-            compiled: true,
-            cache_file: Some(path),
-            sha256,
-            duration: started.elapsed(),
-        };
-        Ok((component, stats))
+        Ok((component, stats(true, Some(path))))
     }
 
     /// Compiles `bytes` in a compiler process, when one is configured, and maps the cache
