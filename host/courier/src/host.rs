@@ -57,7 +57,8 @@ pub struct HostOptions {
 }
 
 impl HostOptions {
-    /// The options `courier run` uses for `settings`.
+    /// The options for `settings`, compiling plugins in-process (`courier run` adds its own
+    /// executable as the compiler process: see [`compiler_process`]).
     pub fn from_settings(settings: &Settings) -> HostOptions {
         HostOptions {
             dispatcher: DispatcherOptions {
@@ -74,7 +75,8 @@ impl HostOptions {
 }
 
 /// This executable's `compile-plugin` as the compiler process, or none (a warning, and the
-/// host compiles in-process) when the executable's path is unknown.
+/// host compiles in-process) when the executable's path is unknown. Only for the `courier`
+/// executable itself: any other program would be run with arguments it does not know.
 pub fn compiler_process() -> Option<CompilerCommand> {
     crate::cli::compile_plugin::this_executable()
         .inspect_err(|error| {
@@ -86,11 +88,9 @@ pub fn compiler_process() -> Option<CompilerCommand> {
 }
 
 impl Host {
-    /// Starts a host with the options `courier run` uses: it compiles plugins by running
-    /// this executable's `compile-plugin`.
+    /// Starts a host with [`HostOptions::from_settings`], compiling plugins in-process.
     pub async fn start(settings: Settings) -> anyhow::Result<Host> {
-        let mut options = HostOptions::from_settings(&settings);
-        options.compiler = compiler_process();
+        let options = HostOptions::from_settings(&settings);
         Host::start_with(settings, options).await
     }
 

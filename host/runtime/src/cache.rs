@@ -165,9 +165,9 @@ fn release_freed_heap() {}
     unsafe_code,
     reason = "Component::deserialize_file trusts the file to be wasmtime's own output. Cache \
               entries are written only by this crate (whole, via rename: by this module, or \
-              by `compile_to_file` in a compiler process), named after the engine's \
-              compatibility hash, and wasmtime still checks the header and engine \
-              compatibility before use."
+              by `compile_to_file` in the configured compiler process, which is trusted as \
+              the host's own executable is), named after the engine's compatibility hash, \
+              and wasmtime still checks the header and engine compatibility before use."
 )]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // SAFETY: see the `expect` reason above.

@@ -14,14 +14,18 @@
 //!
 //! The process builds the engine those settings describe, refuses to go on unless its
 //! compatibility key is `KEY` (the host's), compiles and writes the cache entry to `PATH`
-//! (whole, via rename). Its exit status says what happened: [`EXIT_INVALID`] with the
-//! compiler's message on stderr when the component does not compile, any other failure when
-//! it could not do the job, in which case the host compiles in-process instead.
+//! (whole, via rename). Its exit status says what happened:
+//! - 0: the entry is written;
+//! - [`EXIT_INVALID`]: the component does not compile, and stderr says why; the load fails
+//!   with that message;
+//! - killed by a signal (out of memory?): the load fails, saying so;
+//! - anything else (it could not start, another engine, a cache directory it cannot write):
+//!   the host compiles in-process instead, with a warning.
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 use wasmtime::Engine;
 
@@ -29,7 +33,8 @@ use crate::cache::{engine_key, write_atomically};
 use crate::engine::{RuntimeConfig, build_engine};
 
 /// The program that compiles components for a [`crate::Runtime`]'s cache in a process of its
-/// own (see the module documentation for its arguments and exit status).
+/// own (see the module documentation for its arguments and exit status). It is trusted as
+/// the host's own executable is: the host maps and runs the code it writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompilerCommand {
     /// The executable.
@@ -38,8 +43,9 @@ pub struct CompilerCommand {
     pub args: Vec<OsString>,
 }
 
-/// The exit status of a compiler process for a component that does not compile.
-pub const EXIT_INVALID: u8 = 1;
+/// The exit status of a compiler process for a component that does not compile
+/// (`EX_DATAERR`: a status no shell or argument parser uses for its own failures).
+pub const EXIT_INVALID: u8 = 65;
 
 /// What a compiler process did.
 #[derive(Debug)]
@@ -48,7 +54,7 @@ pub(crate) enum ChildCompile {
     Written,
     /// The component does not compile: the compiler's message.
     Invalid(String),
-    /// It died or was killed before it finished (out of memory?): what is known.
+    /// It was killed before it finished (out of memory?): what is known.
     Died(String),
     /// It could not do the job (not started, another engine, a write error): compile in
     /// this process instead.
@@ -78,6 +84,10 @@ impl CompilerCommand {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // A process group of its own: Ctrl-C in the host's terminal stops the host, which
+        // then stops loading, rather than failing the compiles under way.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(error) => {
@@ -87,45 +97,87 @@ impl CompilerCommand {
                 ));
             }
         };
-        // The compiler reads all of stdin before it writes anything. A write that fails
-        // (the process exited early) is told by its exit status below.
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(bytes);
-        }
-        let output = match child.wait_with_output() {
+        let pid = child.id();
+        let stdin = child.stdin.take();
+        // The component goes in from a thread of its own while this one reads stderr, so that
+        // neither side waits on a full pipe. A write that fails (the process exited early)
+        // is told by the exit status.
+        let output = std::thread::scope(|scope| {
+            scope.spawn(move || {
+                if let Some(mut stdin) = stdin {
+                    let _ = stdin.write_all(bytes);
+                }
+            });
+            child.wait_with_output()
+        });
+        let output = match output {
             Ok(output) => output,
             Err(error) => return ChildCompile::Unavailable(format!("waiting for it: {error}")),
         };
-        let message = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
         match output.status.code() {
             Some(0) => ChildCompile::Written,
-            Some(code) if code == i32::from(EXIT_INVALID) => ChildCompile::Invalid(message),
-            Some(code) => ChildCompile::Unavailable(format!("exit status {code}: {message}")),
-            None => ChildCompile::Died(died(&output.status, &message)),
+            Some(code) if code == i32::from(EXIT_INVALID) => {
+                ChildCompile::Invalid(if stderr.is_empty() {
+                    format!("the compiler process exited with status {code} and no message")
+                } else {
+                    stderr
+                })
+            }
+            Some(code) => ChildCompile::Unavailable(format!("exit status {code}{}", said(&stderr))),
+            None => {
+                remove_temporary_files(out, pid);
+                ChildCompile::Died(format!(
+                    "the compiler process {}{}",
+                    died(&output.status),
+                    said(&stderr)
+                ))
+            }
         }
     }
 }
 
-#[cfg(unix)]
-fn died(status: &std::process::ExitStatus, message: &str) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    let signal = status.signal().unwrap_or_default();
-    let hint = if signal == libc::SIGKILL {
-        " (SIGKILL: out of memory?)"
-    } else {
-        ""
-    };
-    let stderr = if message.is_empty() {
+/// `: MESSAGE`, or nothing for an empty message.
+fn said(stderr: &str) -> String {
+    if stderr.is_empty() {
         String::new()
     } else {
-        format!(": {message}")
-    };
-    format!("the compiler process was killed by signal {signal}{hint}{stderr}")
+        format!(": {stderr}")
+    }
+}
+
+#[cfg(unix)]
+fn died(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    /// SIGKILL, the same number on every Unix: what the kernel's out-of-memory killer sends.
+    const SIGKILL: i32 = 9;
+    match status.signal() {
+        Some(SIGKILL) => format!("was killed by signal {SIGKILL} (SIGKILL: out of memory?)"),
+        Some(signal) => format!("was killed by signal {signal}"),
+        None => format!("ended without an exit status ({status})"),
+    }
 }
 
 #[cfg(not(unix))]
-fn died(status: &std::process::ExitStatus, message: &str) -> String {
-    format!("the compiler process ended without an exit code ({status}): {message}")
+fn died(status: &ExitStatus) -> String {
+    format!("ended without an exit status ({status})")
+}
+
+/// Removes what a killed compiler process `pid` left of its write to `out` (its temporary
+/// files are named after `out` and its process id: see [`write_atomically`]).
+fn remove_temporary_files(out: &Path, pid: u32) {
+    let (Some(dir), Some(name)) = (out.parent(), out.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.{pid}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Why a compiler process did not write its cache entry.
@@ -140,7 +192,8 @@ pub enum CompileFailure {
 }
 
 /// The compiler process's side: builds the engine `config` describes, checks that its
-/// compatibility key is `expected_key`, compiles `bytes` and writes the cache entry to `out`.
+/// compatibility key is `expected_key` and that `out`'s directory takes files, compiles
+/// `bytes` and writes the cache entry to `out`.
 pub fn compile_to_file(
     config: &RuntimeConfig,
     expected_key: &str,
@@ -155,6 +208,17 @@ pub fn compile_to_file(
             "this compiler's engine (key {key}) is not the host's ({expected_key})"
         )));
     }
+    // Before the work, not after it: a cache directory that takes no files makes the host
+    // compile in-process, and it should not have to wait for a compile that is thrown away.
+    let dir = out.parent().unwrap_or(Path::new("."));
+    let name = out.file_name().unwrap_or_default().to_string_lossy();
+    let probe = dir.join(format!(".{name}.{}.probe", std::process::id()));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::File::create_new(&probe))
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|error| {
+            CompileFailure::Unavailable(format!("cannot write in {}: {error}", dir.display()))
+        })?;
     let compiled = engine
         .precompile_component(bytes)
         .map_err(|error| CompileFailure::Invalid(format!("{error:#}")))?;

@@ -72,17 +72,25 @@ async fn the_compiler_process_writes_the_entry_the_runtime_then_maps() {
 
 #[tokio::test]
 async fn a_component_the_compiler_process_rejects_fails_to_load_with_its_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let compiler = script("echo 'unsupported feature: frobnication' >&2; exit 1");
-    let error = runtime_compiling_with(dir.path(), compiler)
-        .load_file(NOOP, PluginSettings::default())
-        .await
-        .unwrap_err();
-    assert!(matches!(error, LoadError::Compile(_)), "{error:?}");
-    assert_eq!(
-        error.to_string(),
-        "cannot compile the component: unsupported feature: frobnication"
-    );
+    for (script_text, message) in [
+        (
+            "echo 'unsupported feature: frobnication' >&2; exit 65",
+            "cannot compile the component: unsupported feature: frobnication",
+        ),
+        (
+            "exit 65",
+            "cannot compile the component: the compiler process exited with status 65 and no \
+             message",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let error = runtime_compiling_with(dir.path(), script(script_text))
+            .load_file(NOOP, PluginSettings::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, LoadError::Compile(_)), "{error:?}");
+        assert_eq!(error.to_string(), message);
+    }
 }
 
 #[tokio::test]
@@ -105,18 +113,44 @@ async fn where_the_compiler_process_cannot_do_the_job_the_runtime_compiles_itsel
         program: PathBuf::from("/nonexistent/courier"),
         args: Vec::new(),
     };
-    let wrong_arguments = script(r#"exec "$0" compile-plugin --no-such-flag "$@""#);
-    let another_engine =
-        script(r#"args=("$@"); args[3]=0000000000000000; exec "$0" compile-plugin "${args[@]}""#);
-    for compiler in [missing, wrong_arguments, another_engine] {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = runtime_compiling_with(dir.path(), missing)
+        .load_file(NOOP, PluginSettings::default())
+        .await
+        .unwrap();
+    assert!(plugin.load_stats().compiled);
+
+    // The real compiler, made to fail in each way but a rejected component, with its exit
+    // status recorded (the load would succeed just the same had it not run at all).
+    for (compiler, expected_status) in [
+        // Another engine (the host's key changed).
+        (
+            r#"args=("$@"); args[3]=0000000000000000; "$0" compile-plugin "${args[@]}""#,
+            "3",
+        ),
+        // Arguments it does not know.
+        (r#""$0" compile-plugin --no-such-flag "$@""#, "2"),
+        // The generic failure of scripts and argument parsers.
+        (r#"false"#, "1"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let plugin = runtime_compiling_with(dir.path(), compiler.clone())
+        let status = dir.path().join("status");
+        let recording = script(&format!(
+            "{compiler}; status=$?; echo $status > '{}'; exit $status",
+            status.display()
+        ));
+        let plugin = runtime_compiling_with(&dir.path().join("cache"), recording)
             .load_file(NOOP, PluginSettings::default())
             .await
-            .unwrap_or_else(|error| panic!("{compiler:?}: {error}"));
+            .unwrap_or_else(|error| panic!("{compiler}: {error}"));
+        assert_eq!(
+            std::fs::read_to_string(&status).unwrap().trim(),
+            expected_status,
+            "{compiler}"
+        );
         assert!(plugin.load_stats().compiled);
         let report = plugin.handle(&delivery("bench.noop", "{}", "bench")).await;
-        assert_eq!(report.result, Ok(Outcome::Ok), "{compiler:?}");
+        assert_eq!(report.result, Ok(Outcome::Ok), "{compiler}");
     }
 }
 
@@ -175,9 +209,17 @@ fn compile_plugin_exits_with_a_status_for_each_outcome() {
     assert!(stderr.contains("is not the host's"), "{stderr}");
     assert!(!other.exists());
 
+    // A cache directory that takes no files (here, a path through a file): refused before
+    // the compile, not after it.
+    std::fs::write(dir.path().join("file"), b"").unwrap();
+    let unwritable = dir.path().join("file").join("noop.cwasm");
+    let (status, stderr) = run(&key, &noop, &unwritable);
+    assert_eq!(status, Some(3), "{stderr}");
+    assert!(stderr.contains("cannot write in"), "{stderr}");
+
     let garbage = dir.path().join("garbage.cwasm");
     let (status, stderr) = run(&key, b"\0asm\x0d\0\x01\0garbage", &garbage);
-    assert_eq!(status, Some(1), "{stderr}");
+    assert_eq!(status, Some(65), "{stderr}");
     assert!(!stderr.trim().is_empty());
     assert!(!garbage.exists());
 }

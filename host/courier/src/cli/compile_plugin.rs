@@ -32,10 +32,17 @@ pub struct CompileArgs {
     pub max_memory_bytes: u64,
 }
 
-/// This executable's `compile-plugin` subcommand, for the runtime's `compiler` setting.
+/// This executable's `compile-plugin` subcommand, for the runtime's `compiler` setting. On
+/// Linux through `/proc/self/exe`, which is the running executable even after an upgrade
+/// replaced (or removed) the file it was started from.
 pub fn this_executable() -> std::io::Result<CompilerCommand> {
+    let program = if cfg!(target_os = "linux") {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe()?
+    };
     Ok(CompilerCommand {
-        program: std::env::current_exe()?,
+        program,
         args: vec!["compile-plugin".into()],
     })
 }

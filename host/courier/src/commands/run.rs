@@ -3,11 +3,13 @@
 use std::process::ExitCode;
 
 use crate::config::{Settings, redact_url};
-use crate::host::{Host, shutdown_signal};
+use crate::host::{Host, HostOptions, compiler_process, shutdown_signal};
 
 /// Runs the host until a shutdown signal, then stops it gracefully.
 pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
-    let host = Host::start(settings).await?;
+    let mut options = HostOptions::from_settings(&settings);
+    options.compiler = compiler_process();
+    let host = Host::start_with(settings, options).await?;
     println!("Courier is running");
     println!("  API:      http://{}", host.api_address());
     println!("  database: {}", redact_url(host.database_url()));
