@@ -83,7 +83,9 @@ async fn a_flaky_plugin_is_retried_until_it_succeeds() {
     let labels = "{plugin=\"flaky\",queue=\"flaky\"}";
     host.wait_metric(&format!("courier_delivered_total{labels}"), 1.0)
         .await;
-    assert_eq!(host.metric(&format!("courier_retried_total{labels}")), 2.0);
+    // Each counter moves after its own outcome is recorded, not all at once: wait for them.
+    host.wait_metric(&format!("courier_retried_total{labels}"), 2.0)
+        .await;
     assert_eq!(host.metric(&format!("courier_calls_total{labels}")), 3.0);
     host.stop().await;
 }
