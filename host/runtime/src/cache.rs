@@ -6,6 +6,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,8 @@ pub(crate) struct ComponentCache {
     /// The engine's settings and the program that compiles for it in a process of its own
     /// (used only with a cache directory: the process hands its work over as a cache entry).
     config: RuntimeConfig,
+    /// Held while a compiler process that was killed is tried again.
+    retrying: Mutex<()>,
 }
 
 /// Hex digest of `engine`'s compatibility hash.
@@ -55,6 +58,7 @@ impl ComponentCache {
             dir: config.cache_dir.clone(),
             engine_key: engine_key(engine),
             config: config.clone(),
+            retrying: Mutex::new(()),
         }
     }
 
@@ -115,13 +119,26 @@ impl ComponentCache {
         let Some(compiler) = &self.config.compiler else {
             return Ok(None);
         };
-        let unavailable = match compiler.compile(&self.config, &self.engine_key, bytes, path) {
+        let mut outcome = compiler.compile(&self.config, &self.engine_key, bytes, path);
+        if let ChildCompile::Died(message) = &outcome {
+            // Most likely killed for memory while other plugins compiled beside it: once
+            // more, alone (no other retry runs at the same time).
+            tracing::warn!(
+                compiler = %compiler.program.display(),
+                "{message}; compiling once more"
+            );
+            let _alone = self.retrying.lock().unwrap_or_else(|p| p.into_inner());
+            outcome = compiler.compile(&self.config, &self.engine_key, bytes, path);
+        }
+        let unavailable = match outcome {
             ChildCompile::Written => match deserialize(engine, path) {
                 Ok(component) => return Ok(Some(component)),
                 Err(error) => format!("its cache entry cannot be used: {error:#}"),
             },
             ChildCompile::Invalid(message) => return Err(LoadError::Compile(message)),
-            ChildCompile::Died(message) => return Err(LoadError::Compile(message)),
+            ChildCompile::Died(message) => {
+                return Err(LoadError::Compile(format!("{message} (twice)")));
+            }
             ChildCompile::Unavailable(message) => message,
         };
         tracing::warn!(

@@ -18,7 +18,8 @@
 //! - 0: the entry is written;
 //! - [`EXIT_INVALID`]: the component does not compile, and stderr says why; the load fails
 //!   with that message;
-//! - killed by a signal (out of memory?): the load fails, saying so;
+//! - killed by a signal (out of memory?): it is run once more, with no other such retry
+//!   beside it, and if it is killed again the load fails, saying so;
 //! - anything else (it could not start, another engine, a cache directory it cannot write):
 //!   the host compiles in-process instead, with a warning.
 

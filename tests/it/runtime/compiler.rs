@@ -94,17 +94,39 @@ async fn a_component_the_compiler_process_rejects_fails_to_load_with_its_message
 }
 
 #[tokio::test]
-async fn a_compiler_process_that_is_killed_fails_the_load_and_says_so() {
+async fn a_compiler_process_that_is_killed_twice_fails_the_load_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let error = runtime_compiling_with(dir.path(), script("kill -KILL $$"))
+    let runs = dir.path().join("runs");
+    let compiler = script(&format!("echo run >> '{}'; kill -KILL $$", runs.display()));
+    let error = runtime_compiling_with(&dir.path().join("cache"), compiler)
         .load_file(NOOP, PluginSettings::default())
         .await
         .unwrap_err()
         .to_string();
-    assert!(
-        error.contains("the compiler process was killed by signal 9 (SIGKILL: out of memory?)"),
-        "{error}"
+    assert_eq!(
+        error,
+        "cannot compile the component: the compiler process was killed by signal 9 (SIGKILL: \
+         out of memory?) (twice)"
     );
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "run\nrun\n");
+}
+
+#[tokio::test]
+async fn a_compiler_process_killed_once_is_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let killed = dir.path().join("killed");
+    // Killed the first time (as the out-of-memory killer would), the real compiler after.
+    let compiler = script(&format!(
+        r#"if [ -e '{0}' ]; then exec "$0" compile-plugin "$@"; fi; touch '{0}'; kill -KILL $$"#,
+        killed.display()
+    ));
+    let plugin = runtime_compiling_with(&dir.path().join("cache"), compiler)
+        .load_file(NOOP, PluginSettings::default())
+        .await
+        .unwrap();
+    assert!(killed.exists(), "the first run was killed");
+    let report = plugin.handle(&delivery("bench.noop", "{}", "bench")).await;
+    assert_eq!(report.result, Ok(Outcome::Ok));
 }
 
 #[tokio::test]
