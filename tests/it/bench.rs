@@ -113,7 +113,7 @@ async fn steady_mode_with_two_hosts_and_two_queues_measures_every_delivery_start
         "--payload-bytes",
         "200",
     ]);
-    let report: Report = courier::bench::measure(&settings, &args, false)
+    let report: Report = courier::bench::measure(&settings, &args, None, false)
         .await
         .unwrap_or_else(|error| panic!("the benchmark failed: {error:#}"));
     assert_eq!(report.mode, "steady");
@@ -153,7 +153,7 @@ async fn idle_mode_publishes_and_delivers_nothing() {
     let data_dir = tempfile::tempdir().unwrap();
     let settings = bench_settings(&database, data_dir.path());
     let args = bench_args(&["--mode", "idle", "--duration", "300ms"]);
-    let report = courier::bench::measure(&settings, &args, false)
+    let report = courier::bench::measure(&settings, &args, None, false)
         .await
         .unwrap_or_else(|error| panic!("the benchmark failed: {error:#}"));
     assert_eq!(report.mode, "idle");
@@ -216,7 +216,7 @@ async fn rounds_alternate_between_plugins_and_compare_each_with_the_first() {
         "--plugin",
         &second,
     ]);
-    let comparison = courier::bench::compare(&settings, &args, false)
+    let comparison = courier::bench::compare(&settings, &args, None, false)
         .await
         .unwrap_or_else(|error| panic!("the comparison failed: {error:#}"));
 
@@ -313,7 +313,7 @@ async fn a_compared_plugin_that_cannot_run_stops_the_comparison_before_any_run()
         "--plugin",
         "/nonexistent/plugin.wasm",
     ]);
-    let error = courier::bench::compare(&settings, &args, false)
+    let error = courier::bench::compare(&settings, &args, None, false)
         .await
         .expect_err("a missing plugin fails the comparison");
     let message = format!("{error:#}");

@@ -24,13 +24,17 @@ fn runtime() -> Runtime {
 }
 
 fn runtime_with_cache(cache_dir: PathBuf) -> Runtime {
-    Runtime::new(RuntimeConfig {
+    Runtime::new(config_with_cache(cache_dir)).expect("the runtime starts")
+}
+
+/// The suite's runtime settings: a small pool and `cache_dir`.
+fn config_with_cache(cache_dir: PathBuf) -> RuntimeConfig {
+    RuntimeConfig {
         cache_dir: Some(cache_dir),
         max_instances: 16,
         max_memory_bytes: 256 << 20,
         ..RuntimeConfig::default()
-    })
-    .expect("the runtime starts")
+    }
 }
 
 fn capture(limits: Limits) -> PluginSettings {

@@ -58,7 +58,8 @@ pub struct HostOptions {
 
 impl HostOptions {
     /// The options for `settings`, compiling plugins in-process (`courier run` adds its own
-    /// executable as the compiler process: see [`compiler_process`]).
+    /// executable as the compiler process: see
+    /// [`crate::cli::compile_plugin::this_executable`]).
     pub fn from_settings(settings: &Settings) -> HostOptions {
         HostOptions {
             dispatcher: DispatcherOptions {
@@ -72,19 +73,6 @@ impl HostOptions {
             compiler: None,
         }
     }
-}
-
-/// This executable's `compile-plugin` as the compiler process, or none (a warning, and the
-/// host compiles in-process) when the executable's path is unknown. Only for the `courier`
-/// executable itself: any other program would be run with arguments it does not know.
-pub fn compiler_process() -> Option<CompilerCommand> {
-    crate::cli::compile_plugin::this_executable()
-        .inspect_err(|error| {
-            tracing::warn!(
-                "cannot find this executable's path, compiling plugins in-process: {error}"
-            );
-        })
-        .ok()
 }
 
 impl Host {

@@ -34,12 +34,12 @@ pub struct LoadStats {
 
 /// Where compiled components live, for one engine configuration.
 pub(crate) struct ComponentCache {
-    dir: Option<PathBuf>,
     /// Hex digest of the engine's compatibility hash: part of every key, so that a component
     /// compiled by another wasmtime version or configuration is never loaded.
     engine_key: String,
-    /// The engine's settings and the program that compiles for it in a process of its own
-    /// (used only with a cache directory: the process hands its work over as a cache entry).
+    /// The cache directory (none: compile on every load), the engine's settings and the
+    /// program that compiles for it in a process of its own (used only with a cache
+    /// directory: the process hands its work over as a cache entry).
     config: RuntimeConfig,
     /// Held while a compiler process that was killed is tried again.
     retrying: Mutex<()>,
@@ -55,7 +55,6 @@ pub(crate) fn engine_key(engine: &Engine) -> String {
 impl ComponentCache {
     pub fn new(engine: &Engine, config: &RuntimeConfig) -> ComponentCache {
         ComponentCache {
-            dir: config.cache_dir.clone(),
             engine_key: engine_key(engine),
             config: config.clone(),
             retrying: Mutex::new(()),
@@ -73,7 +72,7 @@ impl ComponentCache {
             sha256: sha256.clone(),
             duration: started.elapsed(),
         };
-        let Some(dir) = &self.dir else {
+        let Some(dir) = &self.config.cache_dir else {
             let component = compile(engine, bytes)?;
             return Ok((component, stats(true, None)));
         };
@@ -195,15 +194,10 @@ fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
 /// see either no file or a complete one.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let (dir, prefix) = temporary_prefix(path, std::process::id());
     std::fs::create_dir_all(dir)?;
-    let file_name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let temporary = dir.join(format!(
-        ".{file_name}.{}.{}.tmp",
-        std::process::id(),
+        "{prefix}{}.tmp",
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
@@ -211,6 +205,14 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
         let _ = std::fs::remove_file(&temporary);
     }
     result
+}
+
+/// Where process `pid` puts its temporary files on the way to `path`, and how their names
+/// begin: `.NAME.PID.` (so that what a killed process left can be found and removed).
+pub(crate) fn temporary_prefix(path: &Path, pid: u32) -> (&Path, String) {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    (dir, format!(".{name}.{pid}."))
 }
 
 /// Feeds a `Hash` implementation into SHA-256.

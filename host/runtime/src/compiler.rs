@@ -16,12 +16,13 @@
 //! compatibility key is `KEY` (the host's), compiles and writes the cache entry to `PATH`
 //! (whole, via rename). Its exit status says what happened:
 //! - 0: the entry is written;
-//! - [`EXIT_INVALID`]: the component does not compile, and stderr says why; the load fails
-//!   with that message;
+//! - 65 (`EX_DATAERR`, [`CompileFailure::Invalid`]): the component does not compile, and
+//!   stderr says why; the load fails with that message;
 //! - killed by a signal (out of memory?): it is run once more, with no other such retry
 //!   beside it, and if it is killed again the load fails, saying so;
-//! - anything else (it could not start, another engine, a cache directory it cannot write):
-//!   the host compiles in-process instead, with a warning.
+//! - anything else (it could not start, another engine, a cache directory it cannot write:
+//!   3 from [`CompileFailure::Unavailable`]): the host compiles in-process instead, with a
+//!   warning.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -30,7 +31,7 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use wasmtime::Engine;
 
-use crate::cache::{engine_key, write_atomically};
+use crate::cache::{engine_key, temporary_prefix, write_atomically};
 use crate::engine::{RuntimeConfig, build_engine};
 
 /// The program that compiles components for a [`crate::Runtime`]'s cache in a process of its
@@ -46,7 +47,9 @@ pub struct CompilerCommand {
 
 /// The exit status of a compiler process for a component that does not compile
 /// (`EX_DATAERR`: a status no shell or argument parser uses for its own failures).
-pub const EXIT_INVALID: u8 = 65;
+const EXIT_INVALID: u8 = 65;
+/// The exit status of a compiler process that could not do the job it was given.
+const EXIT_UNAVAILABLE: u8 = 3;
 
 /// What a compiler process did.
 #[derive(Debug)]
@@ -164,13 +167,9 @@ fn died(status: &ExitStatus) -> String {
     format!("ended without an exit status ({status})")
 }
 
-/// Removes what a killed compiler process `pid` left of its write to `out` (its temporary
-/// files are named after `out` and its process id: see [`write_atomically`]).
+/// Removes what a killed compiler process `pid` left of its write to `out`.
 fn remove_temporary_files(out: &Path, pid: u32) {
-    let (Some(dir), Some(name)) = (out.parent(), out.file_name()) else {
-        return;
-    };
-    let prefix = format!(".{}.{pid}.", name.to_string_lossy());
+    let (dir, prefix) = temporary_prefix(out, pid);
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -184,12 +183,22 @@ fn remove_temporary_files(out: &Path, pid: u32) {
 /// Why a compiler process did not write its cache entry.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileFailure {
-    /// The component does not compile (exit status [`EXIT_INVALID`]).
+    /// The component does not compile.
     #[error("{0}")]
     Invalid(String),
-    /// The process cannot do the job it was given.
+    /// The process cannot do the job it was given (then the host compiles in-process).
     #[error("{0}")]
     Unavailable(String),
+}
+
+impl CompileFailure {
+    /// The compiler process's exit status for this failure, as the host reads it.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CompileFailure::Invalid(_) => EXIT_INVALID,
+            CompileFailure::Unavailable(_) => EXIT_UNAVAILABLE,
+        }
+    }
 }
 
 /// The compiler process's side: builds the engine `config` describes, checks that its
@@ -211,9 +220,8 @@ pub fn compile_to_file(
     }
     // Before the work, not after it: a cache directory that takes no files makes the host
     // compile in-process, and it should not have to wait for a compile that is thrown away.
-    let dir = out.parent().unwrap_or(Path::new("."));
-    let name = out.file_name().unwrap_or_default().to_string_lossy();
-    let probe = dir.join(format!(".{name}.{}.probe", std::process::id()));
+    let (dir, prefix) = temporary_prefix(out, std::process::id());
+    let probe = dir.join(format!("{prefix}probe"));
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::File::create_new(&probe))
         .and_then(|_| std::fs::remove_file(&probe))

@@ -60,7 +60,7 @@ mod stdio;
 mod validate;
 
 pub use cache::LoadStats;
-pub use compiler::{CompileFailure, CompilerCommand, EXIT_INVALID, compile_to_file};
+pub use compiler::{CompileFailure, CompilerCommand, compile_to_file};
 pub use engine::RuntimeConfig;
 pub use error::{CallError, Crash, LoadError, RuntimeError};
 pub use http_grants::{HttpMode, HttpRequestRecord, HttpRequestResult, HttpStub};

@@ -8,17 +8,15 @@ use courier_runtime::{
 };
 use courier_tests::components::NOOP;
 
-use super::delivery;
+use super::{config_with_cache, delivery, runtime_with_cache};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_courier-under-test");
 
+/// The suite's runtime, compiling with `compiler`.
 fn runtime_compiling_with(cache_dir: &Path, compiler: CompilerCommand) -> Runtime {
     Runtime::new(RuntimeConfig {
-        cache_dir: Some(cache_dir.to_path_buf()),
-        max_instances: 16,
-        max_memory_bytes: 256 << 20,
         compiler: Some(compiler),
-        ..RuntimeConfig::default()
+        ..config_with_cache(cache_dir.to_path_buf())
     })
     .expect("the runtime starts")
 }
@@ -57,16 +55,10 @@ async fn the_compiler_process_writes_the_entry_the_runtime_then_maps() {
 
     // The entry is the one an in-process compile would have written: a runtime without a
     // compiler process reads it instead of compiling.
-    let again = Runtime::new(RuntimeConfig {
-        cache_dir: Some(cache),
-        max_instances: 16,
-        max_memory_bytes: 256 << 20,
-        ..RuntimeConfig::default()
-    })
-    .unwrap()
-    .load_file(NOOP, PluginSettings::default())
-    .await
-    .unwrap();
+    let again = runtime_with_cache(cache)
+        .load_file(NOOP, PluginSettings::default())
+        .await
+        .unwrap();
     assert!(!again.load_stats().compiled);
 }
 
@@ -205,13 +197,7 @@ fn compile_plugin_exits_with_a_status_for_each_outcome() {
     // The host's key is in the name of the entry the runtime writes.
     let cache = dir.path().join("cache");
     let key = {
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(cache.clone()),
-            max_instances: 16,
-            max_memory_bytes: 256 << 20,
-            ..RuntimeConfig::default()
-        })
-        .unwrap();
+        let runtime = runtime_with_cache(cache);
         let plugin = tokio::runtime::Runtime::new()
             .unwrap()
             .block_on(runtime.load_file(NOOP, PluginSettings::default()))

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, bail};
 use courier_embedded_postgres::EmbeddedPostgres;
 use courier_outbox::{NewMessage, Outbox, OutboxOptions, Route};
-use courier_runtime::{PluginSettings, Runtime, RuntimeConfig, Subscription};
+use courier_runtime::{CompilerCommand, PluginSettings, Runtime, RuntimeConfig, Subscription};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -40,7 +40,7 @@ pub use report::Report;
 pub use usage::{ProcessUsage, postgres_cpu, thread_cpu};
 
 use crate::config::{Database, Settings};
-use crate::host::{Host, HostOptions, compiler_process};
+use crate::host::{Host, HostOptions};
 use crate::metrics::PluginQueueMetrics;
 use crate::registry::ReloadResult;
 
@@ -149,11 +149,13 @@ fn parse_duration_arg(text: &str) -> Result<Duration, String> {
 /// it is a terminal): one run's, or with several plugins or rounds the comparison's.
 pub async fn run(settings: &Settings, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let progress = std::io::stderr().is_terminal();
+    let compiler = crate::cli::compile_plugin::this_executable();
+    let compiler = compiler.as_ref();
     let (json, table) = if args.plugin.len() > 1 || args.rounds > 1 {
-        let comparison = compare(settings, args, progress).await?;
+        let comparison = compare(settings, args, compiler, progress).await?;
         (serde_json::to_string(&comparison)?, comparison.table())
     } else {
-        let report = measure(settings, args, progress).await?;
+        let report = measure(settings, args, compiler, progress).await?;
         (serde_json::to_string(&report)?, report.table())
     };
     let mut stdout = std::io::stdout().lock();
@@ -168,13 +170,16 @@ pub async fn run(settings: &Settings, args: &BenchArgs) -> anyhow::Result<ExitCo
 /// Runs the benchmark described by `args` once, with the first `--plugin` (or the built-in
 /// no-op), and returns what it measured. `settings` gives the database (`--database-url`, or
 /// the embedded default) and the host settings (poll interval, lease, claim batch size) the
-/// hosts run with. `progress` draws a progress bar on stderr.
+/// hosts run with. `compiler` compiles the plugin in a process of its own when it is not in
+/// the cache (`None`: in this one). `progress` draws a progress bar on stderr.
 pub async fn measure(
     settings: &Settings,
     args: &BenchArgs,
+    compiler: Option<&CompilerCommand>,
     progress: bool,
 ) -> anyhow::Result<Report> {
-    let plugin = BenchPlugin::load(settings, args.plugin.first().map(PathBuf::as_path)).await?;
+    let path = args.plugin.first().map(PathBuf::as_path);
+    let plugin = BenchPlugin::load(settings, path, compiler).await?;
     measure_plugin(settings, args, &plugin, progress).await
 }
 
@@ -182,11 +187,12 @@ pub async fn measure(
 /// alternating between the plugins, each run on a fresh database (a new embedded cluster, or
 /// a new schema). Every plugin is loaded (and compiled into the cache) before the first run,
 /// so that a plugin that cannot run stops the comparison before it starts and no run
-/// compiles. Each run's line goes to stderr as it ends. A run that fails ends the comparison
-/// with its error, naming the run and its plugin.
+/// compiles (`compiler` as for [`measure`]). Each run's line goes to stderr as it ends. A run
+/// that fails ends the comparison with its error, naming the run and its plugin.
 pub async fn compare(
     settings: &Settings,
     args: &BenchArgs,
+    compiler: Option<&CompilerCommand>,
     progress: bool,
 ) -> anyhow::Result<Comparison> {
     let paths: Vec<Option<&Path>> = if args.plugin.is_empty() {
@@ -199,7 +205,7 @@ pub async fn compare(
     };
     let mut plugins = Vec::with_capacity(paths.len());
     for path in paths {
-        plugins.push(BenchPlugin::load(settings, path).await?);
+        plugins.push(BenchPlugin::load(settings, path, compiler).await?);
     }
     let width = plugins
         .iter()
@@ -351,7 +357,11 @@ impl BenchPlugin {
     /// checks it and compiles it into the compiled-plugin cache `courier run` uses
     /// (`cache_dir`), which the hosts share, so that their loads, in every run, start without
     /// compiling it again.
-    async fn load(settings: &Settings, plugin: Option<&Path>) -> anyhow::Result<BenchPlugin> {
+    async fn load(
+        settings: &Settings,
+        plugin: Option<&Path>,
+        compiler: Option<&CompilerCommand>,
+    ) -> anyhow::Result<BenchPlugin> {
         let (bytes, label) = match plugin {
             None => (NOOP_COMPONENT.to_vec(), "noop (built-in)".to_owned()),
             Some(path) => (
@@ -362,7 +372,7 @@ impl BenchPlugin {
         };
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: Some(settings.cache_dir.clone()),
-            compiler: compiler_process(),
+            compiler: compiler.cloned(),
             ..RuntimeConfig::default()
         })
         .context("starting the plugin runtime")?;
@@ -476,7 +486,6 @@ impl<'a> Bench<'a> {
             host_settings.shutdown_grace = Duration::from_secs(10);
             let mut options = HostOptions::from_settings(&host_settings);
             options.watch_plugins = false;
-            options.compiler = compiler_process();
             if args.mode == Mode::Steady {
                 options.dispatcher.call_probe = Some(latencies.probe());
             }

@@ -7,13 +7,9 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use courier_runtime::{CompileFailure, CompilerCommand, EXIT_INVALID, RuntimeConfig};
+use courier_runtime::{CompileFailure, CompilerCommand, RuntimeConfig};
 
 use super::streams::Streams;
-
-/// The exit status of a compiler process that could not do its job (the host then compiles
-/// in-process).
-const EXIT_UNAVAILABLE: u8 = 3;
 
 /// Arguments of `courier compile-plugin`, as the runtime passes them.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,44 +28,52 @@ pub struct CompileArgs {
     pub max_memory_bytes: u64,
 }
 
-/// This executable's `compile-plugin` subcommand, for the runtime's `compiler` setting. On
-/// Linux through `/proc/self/exe`, which is the running executable even after an upgrade
-/// replaced (or removed) the file it was started from.
-pub fn this_executable() -> std::io::Result<CompilerCommand> {
+/// This executable's `compile-plugin`, for the runtime's `compiler` setting: only for the
+/// `courier` executable itself (any other program would be run with arguments it does not
+/// know). On Linux through `/proc/self/exe`, the running executable even after an upgrade
+/// replaced (or removed) the file it was started from. None, with a warning (plugins then
+/// compile in the host), where the executable's path is unknown.
+pub fn this_executable() -> Option<CompilerCommand> {
     let program = if cfg!(target_os = "linux") {
-        PathBuf::from("/proc/self/exe")
+        Ok(PathBuf::from("/proc/self/exe"))
     } else {
-        std::env::current_exe()?
+        std::env::current_exe()
     };
-    Ok(CompilerCommand {
-        program,
-        args: vec!["compile-plugin".into()],
-    })
+    match program {
+        Ok(program) => Some(CompilerCommand {
+            program,
+            args: vec!["compile-plugin".into()],
+        }),
+        Err(error) => {
+            tracing::warn!(
+                "cannot find this executable's path, compiling plugins in-process: {error}"
+            );
+            None
+        }
+    }
 }
 
 /// Compiles the component on stdin.
 pub fn run(args: CompileArgs, streams: &mut Streams<'_>) -> ExitCode {
     let mut bytes = Vec::new();
-    if let Err(error) = std::io::stdin().read_to_end(&mut bytes) {
-        let _ = writeln!(
-            streams.stderr,
+    let compiled = match std::io::stdin().read_to_end(&mut bytes) {
+        Ok(_) => {
+            let config = RuntimeConfig {
+                max_instances: args.max_instances,
+                max_memory_bytes: args.max_memory_bytes,
+                ..RuntimeConfig::default()
+            };
+            courier_runtime::compile_to_file(&config, &args.engine_key, &bytes, &args.out)
+        }
+        Err(error) => Err(CompileFailure::Unavailable(format!(
             "cannot read the component from stdin: {error}"
-        );
-        return ExitCode::from(EXIT_UNAVAILABLE);
-    }
-    let config = RuntimeConfig {
-        max_instances: args.max_instances,
-        max_memory_bytes: args.max_memory_bytes,
-        ..RuntimeConfig::default()
+        ))),
     };
-    match courier_runtime::compile_to_file(&config, &args.engine_key, &bytes, &args.out) {
+    match compiled {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             let _ = writeln!(streams.stderr, "{failure}");
-            ExitCode::from(match failure {
-                CompileFailure::Invalid(_) => EXIT_INVALID,
-                CompileFailure::Unavailable(_) => EXIT_UNAVAILABLE,
-            })
+            ExitCode::from(failure.exit_code())
         }
     }
 }

@@ -2,13 +2,14 @@
 
 use std::process::ExitCode;
 
+use crate::cli::compile_plugin;
 use crate::config::{Settings, redact_url};
-use crate::host::{Host, HostOptions, compiler_process, shutdown_signal};
+use crate::host::{Host, HostOptions, shutdown_signal};
 
 /// Runs the host until a shutdown signal, then stops it gracefully.
 pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let mut options = HostOptions::from_settings(&settings);
-    options.compiler = compiler_process();
+    options.compiler = compile_plugin::this_executable();
     let host = Host::start_with(settings, options).await?;
     println!("Courier is running");
     println!("  API:      http://{}", host.api_address());
