@@ -7,7 +7,7 @@
 // `handler-plugin` or `destination-plugin`. It uses componentize-js through its Node API,
 // without ahead-of-time compilation, from sdk/js/node_modules (run `sdk/install-toolchains js`),
 // and trims the bindings it generates around each call (see `synchronousExports`,
-// `withoutDebugLogging` and `nativeUtf8Encoding`).
+// `liftFromOneBuffer`, `tagsThroughBytes`, `withoutDebugLogging` and `nativeUtf8Encoding`).
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { argv, exit } from 'node:process';
@@ -110,6 +110,7 @@ function synchronousExports(bindings, exports) {
         return generated;
       }
       rewritten += 1;
+      after = tagsThroughBytes(after);
       const settled = after.replace(/\breturn;/g, `return ${SETTLED};`);
       return (
         `function ${name}(${params}) {\n  try {\n${liftFromOneBuffer(before)}` +
@@ -130,7 +131,7 @@ function synchronousExports(bindings, exports) {
         `update build.mjs for this componentize-js version`,
     );
   }
-  return `const ${SETTLED} = Promise.resolve();\n${result}`;
+  return `const ${SETTLED} = Promise.resolve();\n${BYTES_PRELUDE}${result}`;
 }
 
 // The generated lifting reads `$memory.buffer`, a native getter, once per string and list it
@@ -150,11 +151,52 @@ function liftFromOneBuffer(lifting) {
         '`$buffer` or `$view`): update build.mjs for this componentize-js version',
     );
   }
-  const lifted = lifting
+  let lifted = lifting
     .replaceAll('$memory.buffer', '$buffer')
     .replaceAll('dataView($memory)', '($view ??= new DataView($buffer))');
+  // A `list<u8>` (a payload) is copied out by `ArrayBuffer.slice` and wrapped in a new
+  // `Uint8Array`: two native calls, where slicing one byte view of the memory, kept across
+  // calls, is one.
+  const bytesLists = /new Uint8Array\(\$buffer\.slice\(([\w$]+), \1 \+ ([\w$]+) \* 1\)\)/g;
+  const sliced = lifted.replace(bytesLists, `${BYTES}.slice($1, $1 + $2)`);
+  if (sliced !== lifted) {
+    lifted =
+      `  if (${BYTES_OF} !== $buffer) { ${BYTES_OF} = $buffer; ${BYTES} = new Uint8Array($buffer); }\n` +
+      sliced;
+  }
   return `  const $buffer = $memory.buffer;\n  let $view;\n${lifted}`;
 }
+
+// Lowering an answer writes each variant's tag through `dataView($memory)`, a function that
+// reads the memory's buffer and the view's (two native getters) before the write itself. The
+// tag goes through the byte view the lifting keeps instead, written and read back. The
+// engine's `$memory.buffer` is a view from address 0 to the end of its heap, made anew when
+// the heap has grown and never detached, so an older view still reaches the bytes it covers;
+// one too short for the address ignores the write and reads back `undefined`, and is made
+// again.
+function tagsThroughBytes(lowering) {
+  return lowering.replace(
+    /dataView\(\$memory\)\.setInt8\(([^,()]+), (\d{1,2}), true\);/g,
+    `${STORE_BYTE}($1, $2);`,
+  );
+}
+
+// The byte view of the guest's memory the bindings keep across calls (see `liftFromOneBuffer`
+// and `tagsThroughBytes`), the buffer it views, and the function that writes a tag through it.
+const BYTES = '$courierBytes';
+const BYTES_OF = '$courierBytesOf';
+const STORE_BYTE = '$courierStoreByte';
+const BYTES_PRELUDE = `let ${BYTES_OF} = null;
+let ${BYTES} = new Uint8Array(0);
+function ${STORE_BYTE}(ptr, value) {
+  ${BYTES}[ptr] = value;
+  if (${BYTES}[ptr] !== value) {
+    ${BYTES_OF} = $memory.buffer;
+    ${BYTES} = new Uint8Array(${BYTES_OF});
+    ${BYTES}[ptr] = value;
+  }
+}
+`;
 
 // The promise every synchronously answered call returns (see `synchronousExports`).
 const SETTLED = '$courierSettled';
