@@ -325,19 +325,27 @@ fn javascript_handlers_answer_with_a_value_or_a_promise() {
             ))
         };
         let follow_ups: &[&str] = if is_async { &["promise.settled"] } else { &[] };
-        for (answer, outcome) in [("ok", &Outcome::Ok), ("retry", &retry), ("fatal", &fatal)] {
-            let report = ask(answer);
-            assert_eq!(
-                report.outcome.as_ref(),
-                Ok(outcome),
-                "{answer}, async {is_async}: {:?}",
-                report.logs
-            );
-            assert_eq!(
-                report.published_names(),
-                follow_ups,
-                "{answer}, async {is_async}"
-            );
+        // Each answer once as is, and once after the handler grew the engine's heap by 2 MB
+        // (the bindings write the answer through a view of memory taken before it grew).
+        for grow in [0, 2] {
+            for (answer, outcome) in [("ok", &Outcome::Ok), ("retry", &retry), ("fatal", &fatal)]
+            {
+                let report = harness.deliver(TestMessage::new(
+                    "promise.ask",
+                    json!({ "answer": answer, "async": is_async, "grow": grow }),
+                ));
+                assert_eq!(
+                    report.outcome.as_ref(),
+                    Ok(outcome),
+                    "{answer}, async {is_async}, grow {grow}: {:?}",
+                    report.logs
+                );
+                assert_eq!(
+                    report.published_names(),
+                    follow_ups,
+                    "{answer}, async {is_async}, grow {grow}"
+                );
+            }
         }
         // A plain answer is taken as returned; an async one once its promise settles, after
         // the jobs queued before it.

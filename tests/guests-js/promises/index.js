@@ -7,6 +7,10 @@
 // queue and publishes a follow-up event, `promise.settled`, before answering: the host must
 // wait for the promise, and host calls made after an `await` must still belong to the
 // delivery.
+//
+// Given `"grow": MB`, it first allocates that many megabytes and keeps them, so that the
+// engine's heap, and the memory the bindings view, grow between lifting the delivery and
+// lowering the answer.
 import { publish } from 'courier:plugin/host@0.1.0';
 
 function answer(what) {
@@ -41,6 +45,9 @@ async function later(what) {
   return answer(what);
 }
 
+// What `grow` allocated.
+const kept = [];
+
 export const handler = {
   describe() {
     return {
@@ -52,6 +59,9 @@ export const handler = {
 
   handle(delivery) {
     const ask = JSON.parse(new TextDecoder().decode(delivery.message.payload));
+    if (ask.grow) {
+      kept.push(new Uint8Array(ask.grow << 20).fill(1));
+    }
     return ask.async ? later(ask.answer) : answer(ask.answer);
   },
 };
