@@ -170,10 +170,12 @@ function liftFromOneBuffer(lifting) {
 // Lowering an answer writes each variant's tag through `dataView($memory)`, a function that
 // reads the memory's buffer and the view's (two native getters) before the write itself. The
 // tag goes through the byte view the lifting keeps instead, written and read back. The
-// engine's `$memory.buffer` is a view from address 0 to the end of its heap, made anew when
-// the heap has grown and never detached, so an older view still reaches the bytes it covers;
+// engine's `$memory.buffer` is an `ArrayBuffer` over its memory from address 0 to the end of
+// its heap, made anew when the heap's end has moved and never detached (`GetMemBuffer` in
+// componentize-js's release embedding), so an older view still reaches the bytes it covers;
 // one too short for the address ignores the write and reads back `undefined`, and is made
-// again.
+// again. A write that still does not land throws, as `setInt8` would have: the call fails
+// rather than answer with whatever byte was there.
 function tagsThroughBytes(lowering) {
   return lowering.replace(
     /dataView\(\$memory\)\.setInt8\(([^,()]+), (\d{1,2}), true\);/g,
@@ -194,6 +196,9 @@ function ${STORE_BYTE}(ptr, value) {
     ${BYTES_OF} = $memory.buffer;
     ${BYTES} = new Uint8Array(${BYTES_OF});
     ${BYTES}[ptr] = value;
+    if (${BYTES}[ptr] !== value) {
+      throw new RangeError('cannot write an answer at address ' + ptr + ': outside memory');
+    }
   }
 }
 `;

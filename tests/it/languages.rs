@@ -328,8 +328,7 @@ fn javascript_handlers_answer_with_a_value_or_a_promise() {
         // Each answer once as is, and once after the handler grew the engine's heap by 2 MB
         // (the bindings write the answer through a view of memory taken before it grew).
         for grow in [0, 2] {
-            for (answer, outcome) in [("ok", &Outcome::Ok), ("retry", &retry), ("fatal", &fatal)]
-            {
+            for (answer, outcome) in [("ok", &Outcome::Ok), ("retry", &retry), ("fatal", &fatal)] {
                 let report = harness.deliver(TestMessage::new(
                     "promise.ask",
                     json!({ "answer": answer, "async": is_async, "grow": grow }),

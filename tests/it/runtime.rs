@@ -499,7 +499,8 @@ async fn a_javascript_destination_receives_every_field_of_a_batch_as_sent() {
 }
 
 /// Delivers a batch of a large delivery and two described ones, one with headers, then one of
-/// them alone, to an echo destination: each described answer spells out every field as the
+/// them alone, then the two described ones around one that asks the plugin to grow its
+/// memory, to an echo destination: each described answer spells out every field as the
 /// plugin received it.
 async fn assert_receives_every_field_as_sent(path: &str) {
     let plugin = load(path, capture(Limits::default())).await;
@@ -553,6 +554,39 @@ async fn assert_receives_every_field_as_sent(path: &str) {
         single.result,
         Ok(described(second.message.id, "[]", "orders-eu", 1))
     );
+
+    // Answers lowered after the plugin grew its memory by 8 MiB while answering (the
+    // JavaScript destination does; the Rust one ignores the request), in a batch of 4,000:
+    // the JavaScript destination's list of answers (128 KB) is then allocated past the
+    // memory its bindings viewed when they lifted the batch (a build whose tag writes went
+    // nowhere outside that view failed here).
+    let mut batch = vec![
+        first.clone(),
+        delivery("order.placed", r#"{"grow": 8}"#, "orders"),
+        second.clone(),
+    ];
+    batch.extend((3..4000).map(|_| delivery("order.placed", "{}", "orders")));
+    let grown = plugin
+        .deliver(&batch)
+        .await
+        .result
+        .expect("a batch answered");
+    assert_eq!(grown.len(), 4000);
+    assert_eq!(
+        grown[..3],
+        [
+            described(
+                first.message.id,
+                r#"[("trace-id", "abc"), ("tenant", "é")]"#,
+                "orders",
+                4,
+            ),
+            Outcome::Ok,
+            described(second.message.id, "[]", "orders-eu", 1),
+        ]
+    );
+    let not_ok = grown[3..].iter().filter(|outcome| **outcome != Outcome::Ok);
+    assert_eq!(not_ok.count(), 0);
 }
 
 #[tokio::test]

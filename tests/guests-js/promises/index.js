@@ -9,8 +9,8 @@
 // delivery.
 //
 // Given `"grow": MB`, it first allocates that many megabytes and keeps them, so that the
-// engine's heap, and the memory the bindings view, grow between lifting the delivery and
-// lowering the answer.
+// engine's heap, and the memory the bindings view, usually grow between lifting the delivery
+// and lowering the answer.
 import { publish } from 'courier:plugin/host@0.1.0';
 
 function answer(what) {
