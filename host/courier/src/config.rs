@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use courier_runtime::{CompilerCommand, RuntimeConfig};
 use serde::Deserialize;
 
 use crate::units::{parse_byte_size, parse_duration};
@@ -118,6 +119,17 @@ pub enum LogFormat {
 }
 
 impl Settings {
+    /// The plugin runtime's configuration: compiled plugins cached in `cache_dir`, compiled
+    /// by `compiler` in a process of its own (`None`: in this one). Every runtime that shares
+    /// the cache is built from this, so that one's entries have the key the others look for.
+    pub fn runtime_config(&self, compiler: Option<CompilerCommand>) -> RuntimeConfig {
+        RuntimeConfig {
+            cache_dir: Some(self.cache_dir.clone()),
+            compiler,
+            ..RuntimeConfig::default()
+        }
+    }
+
     /// The settings with every default and the given database.
     pub fn with_defaults(database: Database) -> Settings {
         let data_dir = PathBuf::from(".courier");

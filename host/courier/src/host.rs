@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use courier_runtime::{CompilerCommand, Runtime, RuntimeConfig};
+use courier_runtime::{CompilerCommand, Runtime};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -112,12 +112,8 @@ impl Host {
                 )
             })?;
         }
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(settings.cache_dir.clone()),
-            compiler: options.compiler.clone(),
-            ..RuntimeConfig::default()
-        })
-        .context("starting the plugin runtime")?;
+        let runtime = Runtime::new(settings.runtime_config(options.compiler.clone()))
+            .context("starting the plugin runtime")?;
         let registry = Arc::new(Registry::new(
             &settings.plugins_dir,
             runtime,

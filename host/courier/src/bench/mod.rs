@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, bail};
 use courier_embedded_postgres::EmbeddedPostgres;
 use courier_outbox::{NewMessage, Outbox, OutboxOptions, Route};
-use courier_runtime::{CompilerCommand, PluginSettings, Runtime, RuntimeConfig, Subscription};
+use courier_runtime::{CompilerCommand, PluginSettings, Runtime, Subscription};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -370,12 +370,9 @@ impl BenchPlugin {
                 path.display().to_string(),
             ),
         };
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(settings.cache_dir.clone()),
-            compiler: compiler.cloned(),
-            ..RuntimeConfig::default()
-        })
-        .context("starting the plugin runtime")?;
+        // The hosts' own runtime configuration, so that the entry is the one they look for.
+        let runtime = Runtime::new(settings.runtime_config(compiler.cloned()))
+            .context("starting the plugin runtime")?;
         let loaded = runtime
             .load(bytes.clone(), PluginSettings::default())
             .await
